@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up slotbench in a local virtual environment (.venv): idempotent, safe to re-run.
+#   - torch first, pinned to the CPU wheel this project is tested with (torch==2.13.0).
+#     On a CUDA machine install your own torch build into .venv first
+#     (e.g. .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cu124);
+#     an already-installed torch is kept.
+#   - then the project itself, editable, with the test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet "torch==2.13.0"
+fi
+.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -c "import slotbench, torch; print(f'slotbench {slotbench.__version__} ready (torch {torch.__version__})')"

@@ -1,0 +1,137 @@
+"""The ``slotbench`` command: one subcommand per pipeline stage.
+
+Snakemake rules and DVC stages are thin calls of these subcommands, run from the project root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import paths
+
+STAGES_HELP = """\
+stages (each reads params/ and writes the files named):
+  export      generate or convert a dataset            -> data/{dataset}/meta.json + split arrays
+  train       train a slot model (resumes by itself)   -> results/{dataset}/{model}/seed{S}/model.pt, train.json
+  eval-seg    FG-ARI / mIoU / mBO on full videos        -> results/{dataset}/{model}/seed{S}/seg.json
+  table       collect metrics into CSV tables          -> results/{dataset}/{model}/table.csv, results/{dataset}/table.csv
+utilities:
+  params      print the resolved parameters of a (dataset, model) pair
+  dvc-yaml    write dvc.yaml from params/ (the same stages as the Snakefile)
+"""
+
+
+def _add_common(p: argparse.ArgumentParser, model: bool = False, seed: bool = False) -> None:
+    p.add_argument("--dataset", required=True, help="dataset name (a file in params/datasets/)")
+    if model:
+        p.add_argument("--model", required=True, help="model name (a file in params/models/)")
+    if seed:
+        p.add_argument("--seed", type=int, required=True, help="training seed (model init and data order)")
+    p.add_argument("--params-dir", default=paths.PARAMS_DIR, help="parameter folder (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slotbench", description=__doc__.splitlines()[0],
+                                     epilog=STAGES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    p = sub.add_parser("export", help="write data/{dataset}/ in the storage format")
+    _add_common(p)
+    p = sub.add_parser("train", help="train a model; resumes from results/.../_work/ after an interruption")
+    _add_common(p, model=True, seed=True)
+    p = sub.add_parser("eval-seg", help="segmentation metrics of a trained model -> seg.json")
+    _add_common(p, model=True, seed=True)
+    p = sub.add_parser("table", help="CSV table of one model (all seeds) or of a dataset (all models)")
+    _add_common(p)
+    p.add_argument("--model", help="one model's table; without it, the dataset's table of every grid model")
+    p = sub.add_parser("params", help="print the resolved parameters (YAML)")
+    _add_common(p)
+    p.add_argument("--model", help="resolve a (dataset, model) pair; without it, the dataset section only")
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml for the grid in params/defaults.yaml")
+    p.add_argument("--params-dir", default=paths.PARAMS_DIR)
+    p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is out of date instead of writing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import ParamsError
+    from .data.storage import DataError
+    from .runtime import DeviceError
+
+    try:
+        return _dispatch(args)
+    except (ParamsError, DataError, DeviceError, FileNotFoundError, NotImplementedError) as err:
+        print(f"slotbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from . import config
+
+    progress = not getattr(args, "no_progress", False)
+    if args.command == "export":
+        from .data.export import export
+
+        ds = config.resolve_dataset(args.dataset, args.params_dir)
+        export(ds, paths.DATA_DIR.format(dataset=args.dataset), progress=progress)
+    elif args.command == "train":
+        from .training.loop import train
+
+        cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        summary = train(cfg, paths.DATA_DIR.format(dataset=args.dataset),
+                        paths.RUN_DIR.format(dataset=args.dataset, model=args.model, seed=args.seed),
+                        args.seed, progress=progress)
+        print(f"trained {summary['steps']} steps in {summary['wall_time_s']} s; validation: {summary['validation']}")
+    elif args.command == "eval-seg":
+        from .evaluation.segmentation import run_eval_seg
+
+        cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
+        result = run_eval_seg(cfg["eval"], cfg["runtime"], paths.CHECKPOINT.format(**fmt),
+                              paths.DATA_DIR.format(dataset=args.dataset), paths.SEG_METRICS.format(**fmt), progress)
+        print({k: result[k] for k in ("FG-ARI", "mIoU", "mBO", "num_videos")})
+    elif args.command == "table":
+        _table(args)
+    elif args.command == "params":
+        import yaml
+
+        resolved = (config.resolve(args.dataset, args.model, args.params_dir) if args.model
+                    else {"dataset": config.resolve_dataset(args.dataset, args.params_dir)})
+        print(yaml.safe_dump(resolved, sort_keys=False), end="")
+    elif args.command == "dvc-yaml":
+        from .workflow_dvc import render_dvc_yaml
+
+        text, target = render_dvc_yaml(args.params_dir), Path("dvc.yaml")
+        if args.check:
+            if not target.is_file() or target.read_text() != text:
+                print("dvc.yaml is out of date: run `slotbench dvc-yaml`", file=sys.stderr)
+                return 1
+            return 0
+        from .io import write_text
+
+        write_text(target, text)
+    return 0
+
+
+def _table(args: argparse.Namespace) -> None:
+    from . import config
+    from .table import dataset_table, model_table, write_table
+
+    config.resolve_dataset(args.dataset, args.params_dir)  # a clear error for an unknown dataset
+    grid = config.load_grid(args.params_dir)
+    if args.model:
+        seg = {s: paths.SEG_METRICS.format(dataset=args.dataset, model=args.model, seed=s) for s in grid["seeds"]}
+        frame = model_table(args.dataset, args.model, seg)
+        out = paths.MODEL_TABLE.format(dataset=args.dataset, model=args.model)
+    else:
+        frame = dataset_table([paths.MODEL_TABLE.format(dataset=args.dataset, model=m) for m in grid["models"]])
+        out = paths.DATASET_TABLE.format(dataset=args.dataset)
+    write_table(frame, out)
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Parameters: schema, layered loading and validation."""
+
+from .loader import (
+    STAGE_SECTIONS,
+    fingerprint,
+    load_grid,
+    pair_layers,
+    param_sources,
+    resolve,
+    resolve_dataset,
+    stage_params,
+)
+from .schema import ParamsError
+
+__all__ = [
+    "STAGE_SECTIONS",
+    "ParamsError",
+    "fingerprint",
+    "load_grid",
+    "pair_layers",
+    "param_sources",
+    "resolve",
+    "resolve_dataset",
+    "stage_params",
+]

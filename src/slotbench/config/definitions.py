@@ -1,0 +1,168 @@
+"""The schema of every parameter slotbench reads (types only; values live in ``params/``).
+
+The merged configuration of one (dataset, model) pair has the sections ``dataset``,
+``model``, ``train``, ``eval``, ``runtime`` and ``tracking``. Which YAML file may set which
+section is described in :mod:`slotbench.config.loader`.
+"""
+
+from __future__ import annotations
+
+from .schema import (
+    MapOf,
+    Variant,
+    boolean,
+    integer,
+    list_of,
+    number,
+    one_of,
+    optional,
+    string,
+)
+
+_DATASET_COMMON = {
+    "name": string(),
+    "source": one_of("synthetic", "tfds", "release"),
+    "resolution": integer(8),
+    "video_len": integer(1),
+}
+
+SYNTHETIC = {
+    "look": one_of("solid", "textured"),
+    "min_objects": integer(1),
+    "max_objects": integer(1),
+    "shapes": list_of(string(), min_length=1),
+    "min_size": number(0.0, 1.0),
+    "max_size": number(0.0, 1.0),
+    "max_speed": number(0.0),
+}
+
+DATASET = Variant(
+    "source",
+    {
+        "synthetic": {
+            **_DATASET_COMMON,
+            "seed": integer(0),
+            "splits": {"train": integer(1), "validation": integer(1), "test": integer(1)},
+            "synthetic": SYNTHETIC,
+        },
+        "tfds": {
+            **_DATASET_COMMON,
+            "splits": list_of(string(), min_length=1),
+            "tfds": {"builder": string(), "version": string(), "data_dir": string()},
+        },
+        "release": {
+            **_DATASET_COMMON,
+            "splits": list_of(string(), min_length=1),
+            "release": {"path": string(), "num_masks": integer(1)},
+        },
+    },
+)
+
+ENCODER = Variant(
+    "type",
+    {
+        "resnet18": {
+            "type": string(),
+            "channels": list_of(integer(1), min_length=3),
+            "out_features": integer(1),
+        },
+        "cnn": {
+            "type": string(),
+            "channels": list_of(integer(1), min_length=1),
+            "kernel_size": integer(1),
+            "strides": list_of(integer(1), min_length=1),
+            "out_features": integer(1),
+        },
+    },
+)
+
+_TRUNK = {
+    "name": string(),
+    "num_slots": integer(1),
+    "slot_size": integer(1),
+    "slot_mlp_size": integer(1),
+    "num_iterations": integer(1),
+    "slot_eps": number(0.0),
+    "encoder": ENCODER,
+    "predictor": {
+        "num_layers": integer(0),
+        "num_heads": integer(1),
+        "ffn_dim": integer(1),
+        "dropout": number(0.0, 1.0),
+    },
+}
+
+MODEL = Variant(
+    "name",
+    {
+        "savi": {
+            **_TRUNK,
+            "decoder": {
+                "channels": list_of(integer(1), min_length=2),
+                "broadcast_resolution": integer(1),
+                "kernel_size": integer(1),
+            },
+        },
+    },
+)
+
+TRAIN = {
+    "batch_size": integer(1),
+    "max_epochs": optional(integer(1)),
+    "max_steps": optional(integer(1)),
+    "lr": number(0.0),
+    "min_lr": number(0.0),
+    "warmup_pct": number(0.0, 1.0),
+    "clip_grad": number(),
+    "weight_decay": number(0.0),
+    "n_sample_frames": integer(1),
+    "frame_offset": integer(1),
+    "checkpoint_every": integer(1),
+    "log_every": integer(1),
+    "val_every": integer(1),
+    "val_clips": integer(1),
+    "num_workers": integer(0),
+    "amp": one_of("off", "bf16", "fp16"),
+}
+
+EVAL = {
+    "split": string(),
+    "batch_size": integer(1),
+    "num_videos": optional(integer(1)),
+    "chunk_len": integer(1),
+}
+
+RUNTIME = {
+    "device": one_of("auto", "cpu", "cuda"),
+    "threads": optional(integer(1)),
+}
+
+TRACKING = {
+    "enabled": boolean(),
+    "uri": optional(string()),
+    "experiment": string(),
+}
+
+GRID = {
+    "datasets": list_of(string(), min_length=1),
+    "models": list_of(string(), min_length=1),
+    "seeds": list_of(integer(0), min_length=1),
+}
+
+#: The merged configuration of one (dataset, model) pair.
+RESOLVED = {
+    "dataset": DATASET,
+    "model": MODEL,
+    "train": TRAIN,
+    "eval": EVAL,
+    "runtime": RUNTIME,
+    "tracking": TRACKING,
+}
+
+#: What a per-dataset (model file) or per-model (profile) override may set: never the data.
+_PER_PAIR = {"model": MODEL, "train": TRAIN, "eval": EVAL}
+
+DEFAULTS_FILE = {"grid": GRID, "train": TRAIN, "eval": EVAL, "runtime": RUNTIME, "tracking": TRACKING}
+DATASET_FILE = {"profile": string(), "dataset": DATASET}
+MODEL_FILE = {"model": MODEL, "train": TRAIN, "eval": EVAL, "per_dataset": MapOf(_PER_PAIR)}
+PROFILE_FILE = {"dataset": DATASET, **_PER_PAIR, "per_model": MapOf(_PER_PAIR)}

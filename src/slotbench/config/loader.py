@@ -1,0 +1,201 @@
+"""Load the layered YAML parameters of one (dataset, model) pair, validated before any compute.
+
+Layers, later ones win (mappings merge key by key, lists and scalars are replaced):
+
+1. ``params/defaults.yaml``                 ``train``, ``eval``, ``runtime``, ``tracking`` (and ``grid``)
+2. ``params/datasets/{dataset}.yaml``       ``dataset`` (and the name of its scale ``profile``)
+3. ``params/models/{model}.yaml``           ``model``, ``train``, ``eval``: the reference configuration
+4. ``params/models/{model}.yaml``           ``per_dataset.{dataset}``: what the original changes per dataset
+5. ``params/profiles/{profile}.yaml``       ``dataset``, ``model``, ``train``, ``eval``: the scale profile
+6. ``params/profiles/{profile}.yaml``       ``per_model.{model}``
+
+Each file is checked on its own (unknown key, wrong type: the message names the file and the
+key), then the merged result is checked for completeness.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import definitions as defs
+from .schema import ParamsError, Variant, validate
+
+#: Which sections of the merged configuration each stage reads (its parameter fingerprint).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "export": ("dataset",),
+    "train": ("dataset", "model", "train"),
+    "eval_seg": ("eval",),
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One YAML layer: ``file`` holds ``content`` (a mapping of sections) under key ``prefix``."""
+
+    file: Path
+    prefix: str
+    content: dict
+
+
+def load_yaml(path: Path, schema: dict) -> dict:
+    """Read and check one params file (all keys optional, every key known and well typed)."""
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err})") from err
+    data = {} if data is None else data
+    validate(data, schema, partial=True, where=str(path))
+    return data
+
+
+def _named_file(params_dir: Path, kind: str, name: str) -> Path:
+    path = params_dir / kind / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in (params_dir / kind).glob("*.yaml"))
+        raise ParamsError(f"{path}: no such {kind[:-1]} '{name}' (available: {', '.join(available) or 'none'})")
+    return path
+
+
+def load_grid(params_dir: str | Path = "params") -> dict:
+    """The experiment grid (``datasets``, ``models``, ``seeds``) from ``params/defaults.yaml``."""
+    path = Path(params_dir) / "defaults.yaml"
+    grid = load_yaml(path, defs.DEFAULTS_FILE).get("grid")
+    validate(grid, defs.GRID, partial=False, where=str(path), path="grid")
+    return grid
+
+
+def dataset_layers(dataset: str, params_dir: str | Path = "params") -> tuple[str, list[Layer]]:
+    """The profile name and the layers that set the ``dataset`` section."""
+    params_dir = Path(params_dir)
+    ds_path = _named_file(params_dir, "datasets", dataset)
+    ds_file = load_yaml(ds_path, defs.DATASET_FILE)
+    if "profile" not in ds_file:
+        raise ParamsError(f"{ds_path}: profile: missing key (name of a file in {params_dir / 'profiles'})")
+    profile = ds_file["profile"]
+    prof_path = _named_file(params_dir, "profiles", profile)
+    prof_file = load_yaml(prof_path, defs.PROFILE_FILE)
+    layers = [
+        Layer(ds_path, "", {k: v for k, v in ds_file.items() if k == "dataset"}),
+        Layer(prof_path, "", {k: v for k, v in prof_file.items() if k == "dataset"}),
+    ]
+    return profile, layers
+
+
+def pair_layers(dataset: str, model: str, params_dir: str | Path = "params") -> list[Layer]:
+    """All layers of a (dataset, model) pair in merge order."""
+    params_dir = Path(params_dir)
+    defaults_path = params_dir / "defaults.yaml"
+    defaults = load_yaml(defaults_path, defs.DEFAULTS_FILE)
+    profile, ds_layers = dataset_layers(dataset, params_dir)
+    model_path = _named_file(params_dir, "models", model)
+    model_file = load_yaml(model_path, defs.MODEL_FILE)
+    prof_path = params_dir / "profiles" / f"{profile}.yaml"
+    prof_file = load_yaml(prof_path, defs.PROFILE_FILE)
+    sections = ("model", "train", "eval")
+    return [
+        Layer(defaults_path, "", {k: v for k, v in defaults.items() if k != "grid"}),
+        ds_layers[0],
+        Layer(model_path, "", {k: v for k, v in model_file.items() if k in sections}),
+        Layer(model_path, f"per_dataset.{dataset}.", model_file.get("per_dataset", {}).get(dataset, {})),
+        Layer(prof_path, "", {k: v for k, v in prof_file.items() if k in ("dataset", *sections)}),
+        Layer(prof_path, f"per_model.{model}.", prof_file.get("per_model", {}).get(model, {})),
+    ]
+
+
+def resolve_dataset(dataset: str, params_dir: str | Path = "params") -> dict:
+    """The validated ``dataset`` section alone (what the export stage needs)."""
+    _, layers = dataset_layers(dataset, params_dir)
+    merged = _merge_layers(layers)
+    where = f"dataset '{dataset}' (merged from {', '.join(str(l.file) for l in layers)})"
+    if "dataset" not in merged:
+        raise ParamsError(f"{where}: dataset: missing section")
+    validate(merged["dataset"], defs.DATASET, partial=False, where=where, path="dataset")
+    _check_dataset(merged["dataset"], where)
+    return merged["dataset"]
+
+
+def resolve(dataset: str, model: str, params_dir: str | Path = "params") -> dict:
+    """The complete, validated configuration of one (dataset, model) pair."""
+    layers = pair_layers(dataset, model, params_dir)
+    merged = _merge_layers(layers)
+    where = f"params of ({dataset}, {model})"
+    validate(merged, defs.RESOLVED, partial=False, where=where)
+    _check_dataset(merged["dataset"], where)
+    _check_train(merged, where)
+    if merged["model"]["name"] != model:
+        raise ParamsError(f"{where}: model.name is {merged['model']['name']!r}, expected {model!r}")
+    return {section: merged[section] for section in defs.RESOLVED}
+
+
+def stage_params(config: dict, stage: str) -> dict:
+    """The sections of ``config`` that ``stage`` reads (what must trigger its re-run)."""
+    return {s: config[s] for s in STAGE_SECTIONS[stage]}
+
+
+def fingerprint(obj: Any) -> str:
+    """A stable SHA-256 of a JSON-serialisable object (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def param_sources(layers: list[Layer], sections: tuple[str, ...]) -> dict[Path, list[str]]:
+    """For each params file, the dotted keys that feed ``sections`` (for DVC's ``params:``)."""
+    out: dict[Path, list[str]] = {}
+    for layer in layers:
+        keys = [layer.prefix + s for s in sections if s in layer.content]
+        if keys:
+            out.setdefault(layer.file, []).extend(k for k in keys if k not in out.get(layer.file, []))
+    return out
+
+
+def _merge_layers(layers: list[Layer]) -> dict:
+    merged: dict = {}
+    for layer in layers:
+        merged = _merge(merged, layer.content, defs.RESOLVED)
+    return merged
+
+
+def _merge(base: Any, over: Any, schema: Any) -> Any:
+    """Deep-merge ``over`` into ``base``; a mapping that switches a variant replaces the old one."""
+    if not (isinstance(base, dict) and isinstance(over, dict)):
+        return copy.deepcopy(over)
+    if isinstance(schema, Variant):
+        sel = schema.selector
+        if sel in over and sel in base and over[sel] != base[sel]:
+            return copy.deepcopy(over)
+        schema = schema.variants.get(over.get(sel, base.get(sel)), {})
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        sub = schema.get(key) if isinstance(schema, dict) else None
+        out[key] = _merge(out[key], value, sub) if key in out else copy.deepcopy(value)
+    return out
+
+
+def _check_dataset(ds: dict, where: str) -> None:
+    syn = ds.get("synthetic")
+    if syn is not None:
+        if syn["min_objects"] > syn["max_objects"]:
+            raise ParamsError(f"{where}: dataset.synthetic.min_objects ({syn['min_objects']}) > max_objects ({syn['max_objects']})")
+        if syn["min_size"] > syn["max_size"]:
+            raise ParamsError(f"{where}: dataset.synthetic.min_size ({syn['min_size']}) > max_size ({syn['max_size']})")
+
+
+def _check_train(cfg: dict, where: str) -> None:
+    train, ds = cfg["train"], cfg["dataset"]
+    if (train["max_epochs"] is None) == (train["max_steps"] is None):
+        raise ParamsError(f"{where}: set exactly one of train.max_epochs and train.max_steps (the other null)")
+    span = (train["n_sample_frames"] - 1) * train["frame_offset"] + 1
+    if span > ds["video_len"]:
+        raise ParamsError(
+            f"{where}: train.n_sample_frames={train['n_sample_frames']} with frame_offset={train['frame_offset']} "
+            f"spans {span} frames but dataset.video_len is {ds['video_len']}"
+        )

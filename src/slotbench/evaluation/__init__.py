@@ -1,0 +1,1 @@
+"""Evaluation stages: segmentation (FG-ARI, mIoU, mBO) of full-length videos."""

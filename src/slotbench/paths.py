@@ -1,0 +1,51 @@
+"""Every path pattern of the pipeline, and the code each stage depends on.
+
+The Snakefile, the ``dvc.yaml`` generator and the command line all read these, so the two
+workflow descriptions and the stages cannot disagree about where a file lives. Paths are
+relative to the project root (the working directory of every stage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+PARAMS_DIR = "params"
+DATA_DIR = "data/{dataset}"
+DATA_META = "data/{dataset}/meta.json"
+RUN_DIR = "results/{dataset}/{model}/seed{seed}"
+CHECKPOINT = RUN_DIR + "/model.pt"
+TRAIN_SUMMARY = RUN_DIR + "/train.json"
+SEG_METRICS = RUN_DIR + "/seg.json"
+MODEL_TABLE = "results/{dataset}/{model}/table.csv"
+DATASET_TABLE = "results/{dataset}/table.csv"
+LOG = "logs/{stage}/{name}.log"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: Source files (globs relative to the package) whose change must re-run a stage.
+STAGE_CODE: dict[str, tuple[str, ...]] = {
+    "export": ("io.py", "config/*.py", "data/export.py", "data/storage.py", "data/synthetic.py"),
+    "train": ("io.py", "runtime.py", "config/*.py", "data/dataset.py", "data/storage.py", "models/*.py",
+              "training/*.py", "evaluation/segmentation.py", "metrics/*.py"),
+    "eval_seg": ("io.py", "runtime.py", "data/dataset.py", "data/storage.py", "models/*.py",
+                 "training/checkpoint.py", "evaluation/segmentation.py", "metrics/*.py"),
+    "table": ("io.py", "table.py"),
+}
+
+
+def stage_code(stage: str, root: str | Path | None = None) -> list[str]:
+    """Sorted source files of ``stage``, relative to ``root`` (default: as absolute paths)."""
+    files = sorted({p for pattern in STAGE_CODE[stage] for p in PACKAGE_DIR.glob(pattern)})
+    if root is None:
+        return [str(p) for p in files]
+    return [str(p.relative_to(Path(root).resolve())) for p in files]
+
+
+def code_digest(stage: str) -> str:
+    """SHA-256 over the contents of ``stage``'s source files (resume only with the same code)."""
+    digest = hashlib.sha256()
+    for path in stage_code(stage):
+        digest.update(Path(path).name.encode())
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,30 @@
+"""Device selection, CPU threads and mixed precision, from the ``runtime`` and ``train`` params."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+class DeviceError(RuntimeError):
+    """The configuration asks for a device this machine does not have."""
+
+
+def select_device(runtime: dict) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if runtime["threads"]:
+        torch.set_num_threads(runtime["threads"])
+    wanted = runtime["device"]
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("runtime.device is 'cuda' but no CUDA GPU is visible; set runtime.device: auto or cpu")
+    if wanted == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 / fp16 autocast on CUDA; a no-op on CPU or with ``amp: off``."""
+    if device.type != "cuda" or amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)

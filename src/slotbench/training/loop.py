@@ -1,0 +1,200 @@
+"""The training stage: one readable loop for every slot model, resumable at any checkpoint.
+
+Writes ``model.pt`` (final weights + the configuration) and ``train.json`` (summary) into the
+run folder; resumable checkpoints and the MLflow run id live in ``<run>/_work/``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import fingerprint, stage_params
+from ..data.dataset import ClipDataset, StepBatchSampler, check_compatible, to_model_input
+from ..evaluation.segmentation import evaluate_segmentation
+from ..io import remove_stale_temporaries, write_json
+from ..models import build_model
+from ..paths import code_digest
+from ..runtime import autocast, select_device
+from . import checkpoint
+from .schedule import apply_lr
+from .tracking import Tracker
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def total_steps(train_cfg: dict, num_clips: int) -> int:
+    """``max_steps``, or ``max_epochs`` x batches per epoch (last partial batch dropped)."""
+    if train_cfg["max_steps"] is not None:
+        return train_cfg["max_steps"]
+    return train_cfg["max_epochs"] * (num_clips // train_cfg["batch_size"])
+
+
+def param_groups(model: torch.nn.Module, train_cfg: dict) -> list[dict]:
+    """One Adam group over every trainable parameter, with its schedule bounds."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": params, "max_lr": train_cfg["lr"], "min_lr": train_cfg["min_lr"]}]
+
+
+class _StopRequest:
+    """Turn SIGTERM (what SLURM sends before pre-emption) into a checkpoint and a clean exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, progress: bool = True) -> dict:
+    """Train ``cfg['model']`` on ``data_root`` and write ``run_dir/model.pt`` and ``run_dir/train.json``.
+
+    Args:
+        cfg: the resolved configuration (:func:`slotbench.config.resolve`).
+        data_root: the exported dataset folder ``data/{dataset}``.
+        run_dir: ``results/{dataset}/{model}/seed{seed}``.
+        seed: model initialisation and data order.
+    Returns:
+        the summary written to ``train.json``.
+    """
+    run_dir, data_root = Path(run_dir), Path(data_root)
+    work_dir = run_dir / "_work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run_dir)
+    remove_stale_temporaries(work_dir)
+    tcfg, dcfg = cfg["train"], cfg["dataset"]
+    device = select_device(cfg["runtime"])
+    check_compatible(data_root, dcfg["resolution"], dcfg["video_len"])
+    train_set = ClipDataset(data_root, "train", tcfg["n_sample_frames"], tcfg["frame_offset"], verify_checksums=True)
+    val_set = ClipDataset(data_root, "validation", tcfg["n_sample_frames"], tcfg["frame_offset"], with_seg=True)
+    steps = total_steps(tcfg, len(train_set))
+    run_fingerprint = fingerprint({"params": stage_params(cfg, "train"), "seed": seed, "code": code_digest("train")})
+
+    torch.manual_seed(seed)
+    model = build_model(cfg["model"], dcfg["resolution"]).to(device)
+    optimizer = torch.optim.Adam(param_groups(model, tcfg), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"],
+                                 fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tcfg["amp"] == "fp16")
+    step, elapsed, last_loss, last_val = 0, 0.0, None, {}
+    state = checkpoint.latest_resumable(work_dir, run_fingerprint)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+        step, elapsed = state["step"], state["elapsed_s"]
+        last_loss, last_val = state["last_loss"], state["last_val"]
+        print(f"resuming from step {step} of {steps} ({work_dir})")
+
+    def snapshot() -> dict:
+        out = {"fingerprint": run_fingerprint, "step": step, "elapsed_s": elapsed, "last_loss": last_loss,
+               "last_val": last_val, "model": model.state_dict(),
+               "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state()}
+        if device.type == "cuda":
+            out["rng_cuda"] = torch.cuda.get_rng_state()
+        return out
+
+    sampler = StepBatchSampler(len(train_set), tcfg["batch_size"], seed, step, steps)
+    workers = tcfg["num_workers"]
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+                        persistent_workers=workers > 0)
+    run_name = f"{dcfg['name']}/{cfg['model']['name']}/seed{seed}"
+    tracker = Tracker(cfg["tracking"], run_name, {**cfg, "seed": seed}, work_dir,
+                      tags={"stage": "train", "dataset": dcfg["name"], "model": cfg["model"]["name"]})
+    stop = _StopRequest()
+    window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
+    bar = tqdm(total=steps, initial=step, desc=f"train {run_name}", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    status = "FAILED"
+    try:
+        model.train()
+        for batch in loader:
+            t0 = time.perf_counter()
+            rates = apply_lr(optimizer, step, steps, tcfg["warmup_pct"])
+            video = to_model_input(batch["video"].to(device, non_blocking=True))
+            with autocast(device, tcfg["amp"]):
+                losses = model.loss(video, model(video))
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at step {step}; the last good checkpoint in {work_dir} is kept")
+            scaler.scale(loss).backward()
+            if tcfg["clip_grad"] > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["clip_grad"])
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            elapsed += time.perf_counter() - t0
+            window_loss, window_n = window_loss + loss.item(), window_n + 1
+            bar.update(1)
+            if step % tcfg["log_every"] == 0 or step == steps:
+                now = time.perf_counter()
+                clips_per_s = window_n * tcfg["batch_size"] / max(now - window_start, 1e-9)
+                metrics = {"train/loss": window_loss / window_n, "train/lr": rates[0], "train/clips_per_s": clips_per_s}
+                last_loss = metrics["train/loss"]
+                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{rates[0]:.2e}")
+                tracker.log_metrics(metrics, step)
+                window_loss, window_n, window_start = 0.0, 0, now
+            if step % tcfg["val_every"] == 0 or step == steps:
+                last_val = validate(model, val_set, cfg, device)
+                tracker.log_metrics(last_val, step)
+                model.train()
+            if step % tcfg["checkpoint_every"] == 0 or stop.requested:
+                checkpoint.save_scratch(work_dir, step, snapshot())
+            if stop.requested:
+                status = "KILLED"
+                raise SystemExit(f"SIGTERM received: checkpoint of step {step} saved in {work_dir}; re-run to resume")
+        summary = {
+            "steps": step,
+            "train_loss": last_loss,
+            "wall_time_s": round(elapsed, 2),
+            "clips_per_s": round(steps * tcfg["batch_size"] / max(elapsed, 1e-9), 3),
+            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "validation": last_val,
+            "seed": seed,
+            "slotbench_version": __version__,
+            "torch_version": torch.__version__,
+        }
+        checkpoint.save(run_dir / "model.pt", {"model": model.state_dict(), "config": cfg, "seed": seed,
+                                               "step": step, "fingerprint": run_fingerprint})
+        write_json(run_dir / "train.json", summary)
+        checkpoint.save_scratch(work_dir, step, snapshot())
+        status = "FINISHED"
+        return summary
+    finally:
+        bar.close()
+        stop.restore()
+        tracker.close(status)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, val_set: ClipDataset, cfg: dict, device: torch.device) -> dict[str, float]:
+    """Loss and segmentation metrics (x100) on ``train.val_clips`` evenly spaced validation clips."""
+    model.eval()
+    count = min(cfg["train"]["val_clips"], len(val_set))
+    indices = torch.linspace(0, len(val_set) - 1, count).round().long().tolist()
+    batch_size = cfg["train"]["batch_size"]
+    loss_sum = 0.0
+    for i in range(0, count, batch_size):
+        items = [val_set[j] for j in indices[i:i + batch_size]]
+        video = to_model_input(torch.stack([it["video"] for it in items]).to(device))
+        loss_sum += model.loss(video, model(video))["loss"].item() * len(items)
+    scores = evaluate_segmentation(model, Subset(val_set, indices), batch_size,
+                                   cfg["train"]["n_sample_frames"], device, progress=False)
+    return {"val/loss": loss_sum / count, **{f"val/{k}": v for k, v in scores.items()}}

@@ -1,0 +1,106 @@
+"""Parameter loading: reference values, layering, and clear errors before any compute."""
+
+from __future__ import annotations
+
+import pytest
+
+from slotbench.config import ParamsError, load_grid, resolve, resolve_dataset, stage_params
+from slotbench.config.loader import fingerprint
+
+from conftest import REPO, copy_params, edit_yaml
+
+
+@pytest.mark.parametrize("dataset", ["movi_d", "movi_e"])
+def test_reference_savi_matches_original_config(dataset):
+    cfg = resolve(dataset, "savi", REPO / "params")
+    m, t = cfg["model"], cfg["train"]
+    assert (m["num_slots"], m["slot_size"], m["slot_mlp_size"], m["num_iterations"]) == (15, 192, 384, 2)
+    assert m["encoder"] == {"type": "resnet18", "channels": [64, 128, 256], "out_features": 192}
+    assert m["predictor"] == {"num_layers": 2, "num_heads": 4, "ffn_dim": 768, "dropout": 0.1}
+    assert m["decoder"] == {"channels": [192, 64, 64, 64, 64], "broadcast_resolution": 8, "kernel_size": 5}
+    assert (t["batch_size"], t["max_epochs"], t["lr"], t["min_lr"]) == (32, 30, 1e-4, 1e-6)
+    assert (t["warmup_pct"], t["clip_grad"], t["weight_decay"]) == (0.025, 0.05, 0.0)
+    assert (t["n_sample_frames"], t["frame_offset"]) == (3, 1)
+    assert cfg["dataset"]["resolution"] == 128 and cfg["dataset"]["video_len"] == 24
+    assert cfg["eval"]["split"] == "test"
+
+
+@pytest.mark.parametrize("dataset", ["movi_solid", "movi_tex"])
+def test_reference_savi_solid_tex_uses_cnn_and_12_slots(dataset):
+    m = resolve(dataset, "savi", REPO / "params")["model"]
+    assert m["num_slots"] == 12
+    assert m["encoder"] == {"type": "cnn", "channels": [64, 64, 64, 64], "kernel_size": 5,
+                            "strides": [2, 1, 1, 1], "out_features": 192}
+
+
+def test_shapes_profile_switches_encoder_variant_cleanly():
+    cfg = resolve("shapes", "savi", REPO / "params")
+    assert cfg["model"]["encoder"]["type"] == "cnn"
+    assert "strides" in cfg["model"]["encoder"]
+    assert list(cfg) == ["dataset", "model", "train", "eval", "runtime", "tracking"]
+
+
+def test_grid_and_dataset_only():
+    assert load_grid(REPO / "params")["datasets"] == ["shapes"]
+    assert resolve_dataset("shapes", REPO / "params")["synthetic"]["look"] == "solid"
+    assert resolve_dataset("shapes_tex", REPO / "params")["synthetic"]["look"] == "textured"
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    params = copy_params(tmp_path)
+    edit_yaml(params / "models" / "savi.yaml", "model.num_slotz", 3)
+    with pytest.raises(ParamsError, match=r"models/savi.yaml: model.num_slotz: unknown key"):
+        resolve("shapes", "savi", params)
+
+
+def test_wrong_type_names_file_and_key(tmp_path):
+    params = copy_params(tmp_path)
+    edit_yaml(params / "profiles" / "tiny.yaml", "train.batch_size", "four")
+    with pytest.raises(ParamsError, match=r"profiles/tiny.yaml: train.batch_size: expected an integer"):
+        resolve("shapes", "savi", params)
+
+
+def test_missing_and_unknown_names(tmp_path):
+    params = copy_params(tmp_path)
+    with pytest.raises(ParamsError, match=r"no such dataset 'nope' \(available: .*shapes"):
+        resolve("nope", "savi", params)
+    with pytest.raises(ParamsError, match=r"no such model 'steeve'"):
+        resolve("shapes", "steeve", params)
+    (params / "defaults.yaml").unlink()
+    with pytest.raises(ParamsError, match=r"defaults.yaml: params file not found"):
+        resolve("shapes", "savi", params)
+
+
+def test_bad_yaml_and_impossible_values(tmp_path):
+    params = copy_params(tmp_path)
+    (params / "profiles" / "tiny.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        resolve("shapes", "savi", params)
+    params = copy_params(tmp_path / "b")
+    edit_yaml(params / "profiles" / "tiny.yaml", "train.n_sample_frames", 9)
+    with pytest.raises(ParamsError, match="spans 9 frames but dataset.video_len is 6"):
+        resolve("shapes", "savi", params)
+    params = copy_params(tmp_path / "c")
+    edit_yaml(params / "profiles" / "tiny.yaml", "train.max_epochs", 3)
+    with pytest.raises(ParamsError, match="exactly one of train.max_epochs and train.max_steps"):
+        resolve("shapes", "savi", params)
+    params = copy_params(tmp_path / "d")
+    edit_yaml(params / "datasets" / "shapes.yaml", "dataset.source", "ftp")
+    with pytest.raises(ParamsError, match=r"dataset.source: expected one of"):
+        resolve_dataset("shapes", params)
+
+
+def test_stage_fingerprints_separate_training_from_evaluation(tmp_path):
+    params = copy_params(tmp_path)
+    before = resolve("shapes", "savi", params)
+    edit_yaml(params / "profiles" / "tiny.yaml", "eval.num_videos", 1)
+    after = resolve("shapes", "savi", params)
+    assert fingerprint(stage_params(before, "train")) == fingerprint(stage_params(after, "train"))
+    assert fingerprint(stage_params(before, "eval_seg")) != fingerprint(stage_params(after, "eval_seg"))
+
+
+def test_committed_dvc_yaml_is_up_to_date(monkeypatch):
+    from slotbench.workflow_dvc import render_dvc_yaml
+
+    monkeypatch.chdir(REPO)
+    assert (REPO / "dvc.yaml").read_text() == render_dvc_yaml("params"), "run `slotbench dvc-yaml`"

@@ -1,0 +1,286 @@
+"""Tests of the SAVi model and the shared slot trunk (slotbench.models)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from slotbench.models import SAVi, build_model
+from slotbench.models.common import SoftPositionEmbed, build_grid, count_parameters
+from slotbench.models.slot_attention import SlotAttention
+
+REF_MOVI_E = dict(
+    name="savi",
+    num_slots=15,
+    slot_size=192,
+    slot_mlp_size=384,
+    num_iterations=2,
+    slot_eps=1e-6,
+    encoder=dict(type="resnet18", channels=[64, 128, 256], out_features=192),
+    predictor=dict(num_layers=2, num_heads=4, ffn_dim=768, dropout=0.1),
+    decoder=dict(channels=[192, 64, 64, 64, 64], broadcast_resolution=8, kernel_size=5),
+)
+REF_MOVI_SOLID = copy.deepcopy(REF_MOVI_E)
+REF_MOVI_SOLID["num_slots"] = 12
+REF_MOVI_SOLID["encoder"] = dict(
+    type="cnn", channels=[64, 64, 64, 64], kernel_size=5, strides=[2, 1, 1, 1], out_features=192
+)
+
+TINY_RESNET = dict(
+    name="savi",
+    num_slots=3,
+    slot_size=16,
+    slot_mlp_size=32,
+    num_iterations=2,
+    slot_eps=1e-6,
+    encoder=dict(type="resnet18", channels=[8, 16, 32], out_features=16),
+    predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
+    decoder=dict(channels=[16, 16, 16], broadcast_resolution=8, kernel_size=5),
+)
+TINY_CNN = copy.deepcopy(TINY_RESNET)
+TINY_CNN["encoder"] = dict(
+    type="cnn", channels=[16, 16], kernel_size=5, strides=[2, 1], out_features=16
+)
+
+
+def _cfg(base, **changes):
+    cfg = copy.deepcopy(base)
+    for key, value in changes.items():
+        if "." in key:
+            outer, inner = key.split(".")
+            cfg[outer][inner] = value
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def _video(b=2, t=3, res=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, t, 3, res, res, generator=g) * 2 - 1
+
+
+# ---------------------------------------------------------------- parameter counts
+def test_reference_parameter_counts_movi_e():
+    model = build_model(REF_MOVI_E, 128)
+    assert isinstance(model, SAVi)
+    trunk = model.trunk
+    assert count_parameters(model) == 4_853_892
+    assert count_parameters(model, trainable_only=True) == 4_853_892
+    assert count_parameters(trunk) == 4_238_016
+    assert count_parameters(trunk.encoder) == 2_775_104
+    assert count_parameters(trunk.encoder_pos_embedding) == 1_280
+    assert count_parameters(trunk.encoder_out_layer) == 86_912
+    assert trunk.init_latents.numel() == 2_880
+    assert count_parameters(trunk.slot_attention) == 482_112
+    assert count_parameters(trunk.predictor) == 889_728
+    assert count_parameters(model.decoder) == 615_876
+    assert trunk.feature_resolution == (32, 32)
+    assert model.decoder.strides == [2, 2, 2, 2]
+
+
+def test_reference_parameter_counts_movi_solid_tex():
+    model = build_model(REF_MOVI_SOLID, 128)
+    assert count_parameters(model) == 2_352_260
+    assert count_parameters(model.trunk) == 1_736_384
+    assert count_parameters(model.trunk.encoder) == 312_256
+    assert count_parameters(model.trunk.encoder_pos_embedding) == 320
+    assert count_parameters(model.trunk.encoder_out_layer) == 49_664
+    assert model.trunk.feature_resolution == (64, 64)
+
+
+def test_reference_forward_shapes_at_128():
+    torch.manual_seed(0)
+    model = build_model(REF_MOVI_E, 128)
+    with torch.no_grad():
+        out = model(_video(b=1, t=1, res=128))
+    assert out["recon"].shape == (1, 1, 3, 128, 128)
+    assert out["masks"].shape == (1, 1, 15, 1, 128, 128)
+    assert out["attn"].shape == (1, 1, 15, 1024)
+
+
+def test_reference_init():
+    torch.manual_seed(0)
+    model = build_model(REF_MOVI_E, 128)
+    enc = model.trunk.encoder
+    conv = enc.layers[2][0].conv1  # 3x3, 128 -> 256
+    fan_out = conv.out_channels * 9
+    assert conv.bias is None
+    assert abs(conv.weight.std().item() - (2.0 / fan_out) ** 0.5) < 0.1 * (2.0 / fan_out) ** 0.5
+    for m in enc.modules():
+        if isinstance(m, torch.nn.GroupNorm):
+            assert m.num_groups == 32
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+    latents = model.trunk.init_latents
+    assert latents.shape == (1, 15, 192)
+    assert abs(latents.std().item() - 1.0) < 0.1
+
+
+def test_decoder_surplus_layers_are_stride_one_at_the_end():
+    model = build_model(REF_MOVI_E, 64)  # 8 -> 16 -> 32 -> 64 -> 64
+    assert model.decoder.strides == [2, 2, 2, 1]
+    model = build_model(_cfg(TINY_RESNET, **{"decoder.channels": [16, 8, 8, 8, 8]}), 32)
+    assert model.decoder.strides == [2, 2, 1, 1]
+
+
+# ---------------------------------------------------------------- tiny forward
+@pytest.mark.parametrize("cfg", [TINY_RESNET, TINY_CNN], ids=["resnet", "cnn"])
+def test_tiny_forward_shapes_and_masks(cfg):
+    torch.manual_seed(0)
+    model = build_model(cfg, 32)
+    video = _video(b=2, t=3)
+    out = model(video)
+    h = model.trunk.feature_resolution[0]
+    assert h == (8 if cfg is TINY_RESNET else 16)
+    assert out["slots"].shape == (2, 3, 3, 16)
+    assert out["recon"].shape == (2, 3, 3, 32, 32)
+    assert out["recons"].shape == (2, 3, 3, 3, 32, 32)
+    assert out["masks"].shape == (2, 3, 3, 1, 32, 32)
+    assert out["attn"].shape == (2, 3, 3, h * h)
+    assert not out["attn"].requires_grad
+    torch.testing.assert_close(out["masks"].sum(dim=2), torch.ones(2, 3, 1, 32, 32))
+    torch.testing.assert_close(out["attn"].sum(dim=2), torch.ones(2, 3, h * h))
+    torch.testing.assert_close(out["recon"], (out["recons"] * out["masks"]).sum(dim=2))
+    losses = model.loss(video, out)
+    assert set(losses) == {"loss", "img_recon_loss"}
+    torch.testing.assert_close(losses["loss"], ((out["recon"] - video) ** 2).mean())
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model = build_model(TINY_RESNET, 32)
+    model.train()
+    video = _video(b=2, t=3)
+    model.loss(video, model(video))["loss"].backward()
+    missing = [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))
+    ]
+    assert not missing, missing
+    groups = {
+        n.split(".")[1] if n.startswith("trunk.") else n.split(".")[0]
+        for n, _ in model.named_parameters()
+    }
+    assert {"encoder", "init_latents", "slot_attention", "predictor", "decoder"} <= groups
+
+
+def test_init_slots_argument():
+    torch.manual_seed(0)
+    model = build_model(TINY_CNN, 32).eval()
+    video = _video(b=2, t=2)
+    with torch.no_grad():
+        default = model(video)
+        explicit = model(video, model.trunk.initial_slots(2))
+        other = model(video, torch.randn(2, 3, 16))
+    torch.testing.assert_close(default["slots"], explicit["slots"])
+    assert not torch.allclose(default["slots"], other["slots"])
+    with pytest.raises(ValueError):
+        model(video, torch.randn(2, 4, 16))
+
+
+# ---------------------------------------------------------------- components
+def test_soft_position_embedding_grid():
+    grid = build_grid((3, 5))
+    assert grid.shape == (1, 3, 5, 4)
+    torch.testing.assert_close(grid[0, :, 0, 0], torch.tensor([0.0, 0.5, 1.0]))
+    torch.testing.assert_close(grid[0, 0, :, 1], torch.linspace(0, 1, 5))
+    torch.testing.assert_close(grid[..., 2:], 1 - grid[..., :2])
+    pe = SoftPositionEmbed(6, (3, 5))
+    x = torch.randn(2, 6, 3, 5)
+    expected = x + (grid @ pe.dense.weight.T + pe.dense.bias).permute(0, 3, 1, 2)
+    torch.testing.assert_close(pe(x), expected)
+
+
+def test_slot_attention_normalisation_and_permutation_equivariance():
+    torch.manual_seed(0)
+    sa = SlotAttention(in_features=12, slot_size=16, mlp_hidden_size=32, num_iterations=3)
+    inputs = torch.randn(2, 20, 12)
+    slots = torch.randn(2, 5, 16)
+    out, attn = sa(inputs, slots)
+    assert out.shape == (2, 5, 16) and attn.shape == (2, 5, 20)
+    torch.testing.assert_close(attn.sum(dim=1), torch.ones(2, 20))
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    out_p, attn_p = sa(inputs, slots[:, perm])
+    torch.testing.assert_close(out_p, out[:, perm], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(attn_p, attn[:, perm], rtol=1e-5, atol=1e-5)
+
+
+def test_predictor_layers_identical_at_init():
+    torch.manual_seed(0)
+    model = build_model(TINY_RESNET, 32)
+    layers = model.trunk.predictor.transformer.layers
+    assert len(layers) == 2
+    for (n0, p0), (n1, p1) in zip(layers[0].named_parameters(), layers[1].named_parameters()):
+        assert n0 == n1
+        assert torch.equal(p0, p1), n0
+    first = layers[0]
+    assert first.norm_first and first.dropout.p == 0.1
+    assert model.trunk.predictor.transformer.norm is None
+
+
+# ---------------------------------------------------------------- evaluation
+def test_chunked_segment_equals_unchunked():
+    torch.manual_seed(0)
+    model = build_model(TINY_RESNET, 32).eval()
+    video = _video(b=2, t=5, seed=1)
+    seg_full = model.segment(video, chunk_len=5)
+    seg_chunk = model.segment(video, chunk_len=2)
+    assert seg_full.dtype == torch.long and seg_full.shape == (2, 5, 32, 32)
+    assert torch.equal(seg_full, seg_chunk)
+    with torch.no_grad():
+        out = model(video)
+    assert torch.equal(seg_full, out["masks"][:, :, :, 0].argmax(dim=2))
+    slots_chunk, attn_chunk = model.encode_video(video, chunk_len=2)
+    torch.testing.assert_close(slots_chunk, out["slots"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(attn_chunk, out["attn"], rtol=1e-4, atol=1e-5)
+
+
+def test_learning_lowers_loss():
+    torch.manual_seed(0)
+    model = build_model(TINY_CNN, 32)
+    model.train()
+    # Fixed batch: two coloured squares on a grey background, moving by one pixel per frame.
+    video = torch.full((2, 3, 3, 32, 32), -0.5)
+    colours = torch.tensor(
+        [[[0.9, -0.8, -0.8], [-0.8, -0.8, 0.9]], [[-0.8, 0.9, -0.8], [0.9, 0.9, -0.8]]]
+    )
+    for b in range(2):
+        for t in range(3):
+            for k, (y, x) in enumerate([(4 + t, 6 + 2 * b), (18 - t, 16 + b)]):
+                video[b, t, :, y : y + 10, x : x + 10] = colours[b, k].view(3, 1, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        loss = model.loss(video, model(video))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+# ---------------------------------------------------------------- validation
+def test_invalid_configs_raise():
+    with pytest.raises(ValueError, match="divisible"):
+        build_model(TINY_RESNET, 30)  # stride 4
+    with pytest.raises(ValueError, match="divisible"):
+        build_model(_cfg(TINY_CNN, **{"encoder.strides": [2, 2]}), 34)
+    with pytest.raises(ValueError, match="slot_size"):
+        build_model(_cfg(TINY_RESNET, **{"decoder.channels": [32, 16, 16]}), 32)
+    with pytest.raises(ValueError, match="broadcast"):
+        build_model(_cfg(TINY_RESNET, **{"decoder.channels": [16, 16]}), 32)  # 8 -> 16 only
+    with pytest.raises(ValueError, match="broadcast"):
+        build_model(_cfg(TINY_RESNET, **{"decoder.broadcast_resolution": 6}), 32)
+    with pytest.raises(ValueError, match="broadcast"):
+        build_model(_cfg(TINY_RESNET, **{"decoder.broadcast_resolution": 64}), 32)
+    with pytest.raises(ValueError, match="encoder type"):
+        build_model(_cfg(TINY_RESNET, **{"encoder.type": "vit"}), 32)
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model(_cfg(TINY_RESNET, name="steve_v9"), 32)
+    with pytest.raises(ValueError):
+        build_model(_cfg(TINY_RESNET, **{"encoder.channels": [8, 16, 48]}), 32)  # GN groups
+    model = build_model(TINY_RESNET, 32)
+    with pytest.raises(ValueError):
+        model(_video(res=64))

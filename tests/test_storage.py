@@ -1,0 +1,79 @@
+"""The storage format: round trip, atomic writes, and errors naming the bad file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from slotbench.data.storage import DataError, SplitWriter, open_split, read_meta, write_meta
+
+
+def _write(root, n=3, t=4, r=8, seed=0):
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 256, (n, t, r, r, 3), dtype=np.uint8)
+    seg = rng.integers(0, 4, (n, t, r, r), dtype=np.uint8)
+    counts = np.array([3] * n, dtype=np.int16)
+    writer = SplitWriter(root, "train", n, t, r)
+    writer.write(0, video[:2], seg[:2], counts[:2])
+    writer.write(2, video[2:], seg[2:], counts[2:])
+    meta = {"dataset": "x", "source": "test", "resolution": r, "video_len": t, "splits": {"train": writer.finish()}}
+    write_meta(root, meta)
+    return video, seg
+
+
+def test_round_trip_memory_mapped(tmp_path):
+    video, seg = _write(tmp_path)
+    split = open_split(tmp_path, "train", verify_checksums=True)
+    assert isinstance(split.video, np.memmap)
+    np.testing.assert_array_equal(split.video, video)
+    np.testing.assert_array_equal(split.seg, seg)
+    meta = read_meta(tmp_path)
+    assert meta["splits"]["train"]["files"]["video.npy"]["shape"] == [3, 4, 8, 8, 3]
+    assert meta["splits"]["train"]["num_objects"] == {"min": 3, "max": 3, "mean": 3.0}
+    assert not list(tmp_path.rglob(".tmp-*")), "temporary files left behind"
+
+
+def test_truncated_file_is_named(tmp_path):
+    _write(tmp_path)
+    path = tmp_path / "train" / "video.npy"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DataError, match=r"train/video.npy: .* bytes, meta.json says"):
+        open_split(tmp_path, "train")
+
+
+def test_bit_flip_detected_by_checksum(tmp_path):
+    _write(tmp_path)
+    path = tmp_path / "train" / "seg.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    open_split(tmp_path, "train")  # sizes still match
+    with pytest.raises(DataError, match=r"train/seg.npy: SHA-256 differs"):
+        open_split(tmp_path, "train", verify_checksums=True)
+
+
+def test_mismatched_shape_and_missing_files(tmp_path):
+    _write(tmp_path)
+    np.save(tmp_path / "train" / "num_objects.npy", np.zeros(3, dtype=np.int32))  # 4 bytes per entry
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta["splits"]["train"]["files"]["num_objects.npy"]["bytes"] = (tmp_path / "train" / "num_objects.npy").stat().st_size
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"num_objects.npy: int32 \[3\], meta.json says int16 \[3\]"):
+        open_split(tmp_path, "train")
+    (tmp_path / "train" / "video.npy").unlink()
+    with pytest.raises(DataError, match=r"train/video.npy: missing"):
+        open_split(tmp_path, "train")
+    with pytest.raises(DataError, match=r"no split 'test'"):
+        open_split(tmp_path, "test")
+    with pytest.raises(DataError, match=r"meta.json: not found; run the export stage"):
+        open_split(tmp_path / "nothing", "train")
+
+
+def test_aborted_writer_leaves_nothing(tmp_path):
+    writer = SplitWriter(tmp_path, "train", 2, 2, 4)
+    with pytest.raises(DataError, match="expected"):
+        writer.write(0, np.zeros((2, 3, 4, 4, 3), np.uint8), np.zeros((2, 2, 4, 4), np.uint8), np.zeros(2, np.int16))
+    writer.abort()
+    assert not list((tmp_path / "train").iterdir())

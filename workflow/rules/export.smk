@@ -1,0 +1,11 @@
+rule export:
+    input:
+        code=code("export"),
+    output:
+        meta=paths.DATA_META,
+    params:
+        dataset=export_params,
+    log:
+        "logs/export/{dataset}.log",
+    shell:
+        "{PYTHON} -m slotbench export --dataset {wildcards.dataset} 2>&1 | tee {log}"
