@@ -37,7 +37,7 @@ def evaluate_segmentation(model: torch.nn.Module, dataset: Dataset, batch_size: 
     """
     model.eval()
     per_video: dict[str, list[float]] = {m: [] for m in METRICS}
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator())
     for batch in tqdm(loader, desc="segment", unit="batch", disable=not progress, dynamic_ncols=True):
         video = to_model_input(batch["video"].to(device))
         pred = model.segment(video, chunk_len)

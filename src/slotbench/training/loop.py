@@ -110,8 +110,10 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
 
     sampler = StepBatchSampler(len(train_set), tcfg["batch_size"], seed, step, steps)
     workers = tcfg["num_workers"]
+    # A private generator: creating the loader's iterator must not draw from the global RNG
+    # (that would make a resumed run's dropout differ from an uninterrupted one).
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0)
+                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
     run_name = f"{dcfg['name']}/{cfg['model']['name']}/seed{seed}"
     tracker = Tracker(cfg["tracking"], run_name, {**cfg, "seed": seed}, work_dir,
                       tags={"stage": "train", "dataset": dcfg["name"], "model": cfg["model"]["name"]})
@@ -154,6 +156,8 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
             if step % tcfg["val_every"] == 0 or step == steps:
                 last_val = validate(model, val_set, cfg, device)
                 tracker.log_metrics(last_val, step)
+                if progress:
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last_val.items()))
                 model.train()
             if step % tcfg["checkpoint_every"] == 0 or stop.requested:
                 checkpoint.save_scratch(work_dir, step, snapshot())

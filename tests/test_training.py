@@ -1,0 +1,132 @@
+"""The training stage: learning, exact resume after an interruption, and failure handling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from slotbench.config import resolve
+from slotbench.data.dataset import ClipDataset, to_model_input
+from slotbench.models import build_model
+from slotbench.training import checkpoint, loop
+from slotbench.training.loop import NonFiniteLossError, train
+
+from conftest import edit_yaml
+
+
+def _cfg(project, **train_overrides):
+    for key, value in train_overrides.items():
+        edit_yaml(project / "params" / "profiles" / "tiny.yaml", f"train.{key}", value)
+    return resolve("shapes", "savi", project / "params")
+
+
+def _fixed_batch(data_root, cfg):
+    clips = ClipDataset(data_root, "train", cfg["train"]["n_sample_frames"], 1)
+    return to_model_input(torch.stack([clips[i]["video"] for i in range(8)]))
+
+
+def test_training_lowers_the_loss_and_writes_outputs(project, tiny_data):
+    cfg = _cfg(project, max_steps=40, lr=3e-3, min_lr=3e-4)
+    run = project / "results" / "run"
+    summary = train(cfg, tiny_data, run, seed=0, progress=False)
+    assert summary["steps"] == 40 and json.loads((run / "train.json").read_text())["steps"] == 40
+    assert set(summary["validation"]) >= {"val/loss", "val/fg_ari", "val/miou", "val/mbo"}
+    video = _fixed_batch(tiny_data, cfg)
+    torch.manual_seed(0)
+    fresh = build_model(cfg["model"], 16).eval()
+    trained = build_model(cfg["model"], 16).eval()
+    state = checkpoint.load(run / "model.pt")
+    trained.load_state_dict(state["model"])
+    assert state["config"] == cfg and state["step"] == 40
+    with torch.no_grad():
+        before = fresh.loss(video, fresh(video))["loss"].item()
+        after = trained.loss(video, trained(video))["loss"].item()
+    assert after < 0.7 * before
+    assert not list(run.rglob(".tmp-*"))
+
+
+def test_resume_after_interruption_is_state_identical(project, tiny_data, monkeypatch):
+    cfg = _cfg(project, max_steps=6, checkpoint_every=2)
+    straight = project / "results" / "straight"
+    train(cfg, tiny_data, straight, seed=3, progress=False)
+
+    interrupted = project / "results" / "interrupted"
+    real_save = checkpoint.save_scratch
+
+    def crash_after_step_4(work_dir, step, state):
+        real_save(work_dir, step, state)
+        if step == 4:
+            raise KeyboardInterrupt("simulated kill after the step-4 checkpoint")
+
+    monkeypatch.setattr(checkpoint, "save_scratch", crash_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tiny_data, interrupted, seed=3, progress=False)
+    assert not (interrupted / "model.pt").exists()
+    monkeypatch.setattr(checkpoint, "save_scratch", real_save)
+    train(cfg, tiny_data, interrupted, seed=3, progress=False)
+
+    a = torch.load(straight / "_work" / "ckpt_00000006.pt", weights_only=True)
+    b = torch.load(interrupted / "_work" / "ckpt_00000006.pt", weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.equal(a["rng_cpu"], b["rng_cpu"])
+
+
+def test_checkpoints_of_other_parameters_are_not_resumed(project, tiny_data, capsys):
+    run = project / "results" / "run"
+    train(_cfg(project, max_steps=3, checkpoint_every=3), tiny_data, run, seed=0, progress=False)
+    summary = train(_cfg(project, max_steps=4, checkpoint_every=3), tiny_data, run, seed=0, progress=False)
+    assert "written with other parameters" in capsys.readouterr().out
+    assert summary["steps"] == 4
+    assert [p.name for p in checkpoint.scratch_checkpoints(run / "_work")] == ["ckpt_00000003.pt", "ckpt_00000004.pt"]
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(project, tiny_data, monkeypatch):
+    cfg = _cfg(project, max_steps=6, checkpoint_every=2)
+    model_cls = type(build_model(cfg["model"], 16))
+    real_loss, calls = model_cls.loss, {"n": 0}
+
+    def nan_at_third_step(self, video, out):
+        losses = real_loss(self, video, out)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(model_cls, "loss", nan_at_third_step)
+    run = project / "results" / "run"
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 2"):
+        train(cfg, tiny_data, run, seed=0, progress=False)
+    assert not (run / "model.pt").exists()
+    assert [p.name for p in checkpoint.scratch_checkpoints(run / "_work")] == ["ckpt_00000002.pt"]
+
+
+def test_checkpoint_loading_refuses_pickled_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Payload()}, path)
+    with pytest.raises(ValueError, match="cannot be loaded as a slotbench checkpoint"):
+        checkpoint.load(path)
+
+
+def test_mlflow_tracking_records_params_and_metrics(project, tiny_data):
+    edit_yaml(project / "params" / "defaults.yaml", "tracking.enabled", True)
+    cfg = _cfg(project, max_steps=4)
+    train(cfg, tiny_data, project / "results" / "run", seed=0, progress=False)
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'results' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["slotbench"], output_format="list")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    data = runs[0].data
+    assert data.params["model.num_slots"] == "3" and data.params["seed"] == "0"
+    assert {"train/loss", "train/lr", "train/clips_per_s", "val/fg_ari"} <= set(data.metrics)
+    assert loop.total_steps(cfg["train"], 100) == 4
