@@ -26,7 +26,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from slotbench.data.synthetic import DEFAULT_CONFIG, generate_split, save_grid  # noqa: E402
+from slotbench.data.synthetic import DEFAULT_CONFIG, generate_split  # noqa: E402
+from slotbench.visualize import colour_ids, make_grid, save_png  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -76,7 +77,7 @@ def write_images() -> list[str]:
     paths = []
     for look in ("solid", "textured"):
         video, seg, _ = generate_split(dict(DEFAULT_CONFIG, look=look), 4, seed=0)
-        path = save_grid(video, seg, IMAGES / f"shapes_{look}.png", num_frames=6, scale=2)
+        path = save_png(make_grid([video, colour_ids(seg)], num_frames=6, scale=2), IMAGES / f"shapes_{look}.png")
         paths.append(str(path.relative_to(ROOT)))
     return paths
 

@@ -7,10 +7,8 @@ import pytest
 
 from slotbench.data.synthetic import (
     DEFAULT_CONFIG,
-    SHAPES,
     generate_split,
     generate_video,
-    save_grid,
 )
 
 SMALL = dict(DEFAULT_CONFIG, resolution=32, video_len=8)
@@ -203,8 +201,10 @@ def test_missing_key():
 def test_png_grid(tmp_path):
     from PIL import Image
 
+    from slotbench.visualize import colour_ids, make_grid, save_png
+
     video, seg, _ = generate_split(SMALL, 2, seed=0)
-    path = save_grid(video, seg, tmp_path / "grid.png", num_frames=3, scale=2, gap=2)
+    path = save_png(make_grid([video, colour_ids(seg)], num_frames=3, scale=2, gap=2), tmp_path / "grid.png")
     with Image.open(path) as image:
         image.load()
         # 2 videos x (RGB row + segmentation row), 3 frames, tiles of 64 px, 2 px gaps.

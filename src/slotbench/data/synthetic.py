@@ -19,7 +19,6 @@ on one core. Video ``i`` of a split depends only on ``(config, seed, i)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -31,8 +30,6 @@ __all__ = [
     "check_config",
     "generate_split",
     "generate_video",
-    "make_grid",
-    "save_grid",
 ]
 
 LOOKS = ("solid", "textured")
@@ -392,45 +389,3 @@ def generate_split(
 
 
 # --------------------------------------------------------------------------- previews
-
-
-def _id_colours(n: int) -> np.ndarray:
-    """Distinct display colours for segmentation ids 0..n-1 (0 is black)."""
-    ids = np.arange(1, n)
-    hue = (ids * 0.618033988749895) % 1.0
-    sat = np.where(ids % 2, 0.85, 0.55)
-    val = np.where((ids // 2) % 2, 0.8, 1.0)
-    return np.concatenate([np.zeros((1, 3), np.uint8), _to_uint8(_hsv_to_rgb(hue, sat, val))])
-
-
-def make_grid(
-    video: np.ndarray, seg: np.ndarray, num_frames: int = 4, scale: int = 2, gap: int = 2
-) -> np.ndarray:
-    """Preview image (uint8 ``[H', W', 3]``) of videos ``[N, T, H, W, 3]`` and their segmentations.
-
-    Each video gives two rows of ``num_frames`` evenly spaced frames: the RGB frames and, below,
-    the segmentation coloured by id. Pixels are enlarged ``scale`` times (nearest neighbour)
-    and tiles are separated by ``gap`` white pixels.
-    """
-    n, T, h, w = seg.shape
-    frames = np.linspace(0, T - 1, min(num_frames, T)).round().astype(int)
-    seg_rgb = np.take(_id_colours(int(seg.max()) + 1), seg[:, frames], axis=0)
-    rows = np.stack([video[:, frames], seg_rgb], axis=1).reshape(2 * n, len(frames), h, w, 3)
-    rows = rows.repeat(scale, axis=2).repeat(scale, axis=3)
-    th, tw = h * scale, w * scale
-    grid = np.full((2 * n * (th + gap) + gap, len(frames) * (tw + gap) + gap, 3), 255, np.uint8)
-    for r in range(2 * n):
-        for c in range(len(frames)):
-            y, x = gap + r * (th + gap), gap + c * (tw + gap)
-            grid[y : y + th, x : x + tw] = rows[r, c]
-    return grid
-
-
-def save_grid(video: np.ndarray, seg: np.ndarray, path: str | Path, **kwargs) -> Path:
-    """Write :func:`make_grid` of ``video``/``seg`` to a PNG file (via PIL); returns the path."""
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(make_grid(video, seg, **kwargs)).save(path)
-    return path
