@@ -4,7 +4,7 @@
 #     On a CUDA machine install your own torch build into .venv first
 #     (e.g. .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cu124);
 #     an already-installed torch is kept.
-#   - then the project itself, editable, with the test extras.
+#   - then the project itself, editable, with the test extras, and the `lpips` package's weight files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -16,4 +16,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# LPIPS's linear heads ship inside the `lpips` package; its import needs torchvision, which
+# slotbench does not use, so only its files are installed (slotbench has its own LPIPS network).
+.venv/bin/python -m pip install --quiet --no-deps "lpips==0.1.4"
 .venv/bin/python -c "import slotbench, torch; print(f'slotbench {slotbench.__version__} ready (torch {torch.__version__})')"

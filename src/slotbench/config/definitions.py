@@ -92,6 +92,23 @@ _TRUNK = {
     },
 }
 
+_UNET = {
+    "model_channels": integer(1),
+    "channel_mult": list_of(integer(1), min_length=1),
+    "num_res_blocks": integer(1),
+    "attention_resolutions": list_of(integer(1)),
+    "num_head_channels": integer(1),
+    "transformer_depth": integer(1),
+    "dropout": number(0.0, 1.0),
+}
+
+_DIFFUSION = {
+    "timesteps": integer(1),
+    "beta_schedule": one_of("linear"),
+    "linear_start": number(0.0, 1.0),
+    "linear_end": number(0.0, 1.0),
+}
+
 MODEL = Variant(
     "name",
     {
@@ -103,6 +120,47 @@ MODEL = Variant(
                 "kernel_size": integer(1),
             },
         },
+        "steve": {
+            **_TRUNK,
+            "tokenizer": one_of("dvae"),
+            "decoder": {
+                "num_layers": integer(1),
+                "num_heads": integer(1),
+                "d_model": integer(1),
+                "dropout": number(0.0, 1.0),
+            },
+        },
+        "slotdiffusion": {
+            **_TRUNK,
+            "tokenizer": one_of("vqvae"),
+            "decoder": {"unet": _UNET, "diffusion": _DIFFUSION},
+        },
+    },
+)
+
+TOKENIZER = Variant(
+    "name",
+    {
+        "dvae": {
+            "name": string(),
+            "vocab_size": integer(2),
+            "hidden_channels": integer(1),
+            "gumbel": {"init_tau": number(0.0), "final_tau": number(0.0), "decay_pct": number(0.0, 1.0)},
+        },
+        "vqvae": {
+            "name": string(),
+            "channels": integer(1),
+            "channel_mult": list_of(integer(1), min_length=1),
+            "num_res_blocks": integer(1),
+            "z_channels": integer(1),
+            "embed_dim": integer(1),
+            "n_embed": integer(2),
+            "dropout": number(0.0, 1.0),
+            "beta": number(0.0),
+            "recon_loss_w": number(0.0),
+            "quant_loss_w": number(0.0),
+            "percept_loss_w": number(0.0),
+        },
     },
 )
 
@@ -111,6 +169,7 @@ TRAIN = {
     "max_epochs": optional(integer(1)),
     "max_steps": optional(integer(1)),
     "lr": number(0.0),
+    "decoder_lr": optional(number(0.0)),
     "min_lr": number(0.0),
     "warmup_pct": number(0.0, 1.0),
     "clip_grad": number(),
@@ -159,10 +218,26 @@ RESOLVED = {
     "tracking": TRACKING,
 }
 
+#: The merged configuration of one (dataset, tokenizer) pair.
+RESOLVED_TOKENIZER = {
+    "dataset": DATASET,
+    "tokenizer": TOKENIZER,
+    "train": TRAIN,
+    "runtime": RUNTIME,
+    "tracking": TRACKING,
+}
+
 #: What a per-dataset (model file) or per-model (profile) override may set: never the data.
 _PER_PAIR = {"model": MODEL, "train": TRAIN, "eval": EVAL}
+_PER_TOKENIZER = {"tokenizer": TOKENIZER, "train": TRAIN}
 
 DEFAULTS_FILE = {"grid": GRID, "train": TRAIN, "eval": EVAL, "runtime": RUNTIME, "tracking": TRACKING}
 DATASET_FILE = {"profile": string(), "dataset": DATASET}
 MODEL_FILE = {"model": MODEL, "train": TRAIN, "eval": EVAL, "per_dataset": MapOf(_PER_PAIR)}
-PROFILE_FILE = {"dataset": DATASET, **_PER_PAIR, "per_model": MapOf(_PER_PAIR)}
+TOKENIZER_FILE = {**_PER_TOKENIZER, "per_dataset": MapOf(_PER_TOKENIZER)}
+PROFILE_FILE = {
+    "dataset": DATASET,
+    **_PER_PAIR,
+    "per_model": MapOf(_PER_PAIR),
+    "per_tokenizer": MapOf(_PER_TOKENIZER),
+}

@@ -1,40 +1,60 @@
-"""Models of slotbench, built from plain config dicts.
+"""Models of slotbench, built from the plain config dicts of ``params/`` (schema:
+:mod:`slotbench.config.definitions`).
 
-``build_model(model_cfg, resolution)`` dispatches on ``model_cfg["name"]``. SAVi config keys::
+* slot models (``build_model``): ``savi`` (spatial-broadcast decoder), ``steve`` (autoregressive
+  transformer over dVAE tokens) and ``slotdiffusion`` (latent diffusion over VQ-VAE latents);
+  all three share :class:`~slotbench.models.trunk.SlotTrunk`;
+* tokenizers (``build_tokenizer``): ``dvae`` (STEVE's) and ``vqvae`` (SlotDiffusion's).
 
-    name: savi
-    num_slots: 15            # N
-    slot_size: 192           # D
-    slot_mlp_size: 384
-    num_iterations: 2
-    slot_eps: 1.0e-6
-    encoder:                 # type resnet18: channels [64, 128, 256], 4x down-sampling
-      type: resnet18         # type cnn: channels, kernel_size, strides (one per conv)
-      channels: [64, 128, 256]
-      out_features: 192
-    predictor: {num_layers: 2, num_heads: 4, ffn_dim: 768, dropout: 0.1}
-    decoder: {channels: [192, 64, 64, 64, 64], broadcast_resolution: 8, kernel_size: 5}
+Every slot model offers ``forward(video)``, ``loss(video, out)`` and ``segment(video, chunk_len)``
+for ``video: [B, T, 3, H, W]`` in [-1, 1].
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from .savi import SAVi, SpatialBroadcastDecoder
+from .dvae import DVAE
+from .savi import SAVi
+from .slotdiffusion import SlotDiffusion
+from .steve import STEVE
 from .trunk import SlotTrunk
+from .vqvae import VQVAE
 
-__all__ = ["build_model", "SAVi", "SlotTrunk", "SpatialBroadcastDecoder", "MODEL_NAMES"]
+__all__ = ["build_model", "build_tokenizer", "SAVi", "STEVE", "SlotDiffusion", "DVAE", "VQVAE", "SlotTrunk",
+           "MODEL_NAMES", "TOKENIZER_NAMES", "MODEL_TOKENIZER"]
 
-MODEL_NAMES = ("savi",)
+MODEL_NAMES = ("savi", "steve", "slotdiffusion")
+TOKENIZER_NAMES = ("dvae", "vqvae")
+#: The tokenizer each two-step model is trained on.
+MODEL_TOKENIZER = {"steve": "dvae", "slotdiffusion": "vqvae"}
 
 
-def build_model(model_cfg: dict, resolution: int) -> nn.Module:
+def build_tokenizer(cfg: dict, perceptual: nn.Module | None = None) -> nn.Module:
+    """Build the tokenizer named by ``cfg["name"]``.
+
+    Args:
+        perceptual: the LPIPS network for VQ-VAE training (not needed to encode or decode).
+    """
+    name = cfg.get("name")
+    if name == "dvae":
+        return DVAE(cfg)
+    if name == "vqvae":
+        return VQVAE(cfg, perceptual)
+    raise ValueError(f"unknown tokenizer name {name!r}; available: {', '.join(TOKENIZER_NAMES)}")
+
+
+def build_model(model_cfg: dict, resolution: int, tokenizer: nn.Module | None = None) -> nn.Module:
     """Build the model named by ``model_cfg["name"]`` for ``resolution x resolution`` frames.
 
-    Raises:
-        ValueError: unknown model name or an impossible config (see the model classes).
+    Args:
+        tokenizer: the trained, frozen tokenizer (required by ``steve`` and ``slotdiffusion``).
     """
     name = model_cfg.get("name")
     if name == "savi":
         return SAVi(model_cfg, resolution)
+    if name in MODEL_TOKENIZER:
+        if tokenizer is None:
+            raise ValueError(f"{name} needs a trained {MODEL_TOKENIZER[name]} tokenizer (the `tokenizer` stage)")
+        return (STEVE if name == "steve" else SlotDiffusion)(model_cfg, resolution, tokenizer)
     raise ValueError(f"unknown model name {name!r}; available: {', '.join(MODEL_NAMES)}")
