@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slotbench.config import ParamsError, load_grid, resolve, resolve_dataset, stage_params
+from slotbench.config import ParamsError, load_grid, resolve, resolve_dataset, resolve_tokenizer, stage_params
 from slotbench.config.loader import fingerprint
 
 from conftest import REPO, copy_params, edit_yaml
@@ -41,7 +41,7 @@ def test_shapes_profile_switches_encoder_variant_cleanly():
 
 
 def test_grid_and_dataset_only():
-    assert load_grid(REPO / "params")["datasets"] == ["shapes"]
+    assert load_grid(REPO / "params") == {"datasets": ["shapes"], "models": ["savi", "steve", "slotdiffusion"], "seeds": [0]}
     assert resolve_dataset("shapes", REPO / "params")["synthetic"]["look"] == "solid"
     assert resolve_dataset("shapes_tex", REPO / "params")["synthetic"]["look"] == "textured"
 
@@ -104,3 +104,46 @@ def test_committed_dvc_yaml_is_up_to_date(monkeypatch):
 
     monkeypatch.chdir(REPO)
     assert (REPO / "dvc.yaml").read_text() == render_dvc_yaml("params"), "run `slotbench dvc-yaml`"
+
+
+@pytest.mark.parametrize("dataset", ["movi_d", "movi_e", "movi_solid", "movi_tex"])
+def test_reference_steve_and_slotdiffusion(dataset):
+    steve = resolve(dataset, "steve", REPO / "params")
+    assert steve["model"]["tokenizer"] == "dvae"
+    assert steve["model"]["decoder"] == {"num_layers": 8, "num_heads": 4, "d_model": 192, "dropout": 0.1}
+    assert (steve["train"]["lr"], steve["train"]["decoder_lr"], steve["train"]["min_lr"]) == (1e-4, 3e-4, 0.0)
+    assert (steve["train"]["warmup_pct"], steve["train"]["batch_size"], steve["train"]["clip_grad"]) == (0.05, 32, 0.05)
+    sd = resolve(dataset, "slotdiffusion", REPO / "params")
+    unet, diffusion = sd["model"]["decoder"]["unet"], sd["model"]["decoder"]["diffusion"]
+    assert unet == {"model_channels": 128, "channel_mult": [1, 2, 3, 4], "num_res_blocks": 2,
+                    "attention_resolutions": [8, 4, 2], "num_head_channels": 32, "transformer_depth": 1,
+                    "dropout": 0.1}
+    assert diffusion == {"timesteps": 1000, "beta_schedule": "linear", "linear_start": 0.0015, "linear_end": 0.0195}
+    assert (sd["train"]["lr"], sd["train"]["decoder_lr"], sd["train"]["min_lr"]) == (1e-4, 2e-4, 0.0)
+    slots = 12 if dataset in ("movi_solid", "movi_tex") else 15
+    assert steve["model"]["num_slots"] == sd["model"]["num_slots"] == slots
+
+
+def test_reference_tokenizers():
+    dvae = resolve_tokenizer("movi_e", "dvae", REPO / "params")
+    assert dvae["tokenizer"] == {"name": "dvae", "vocab_size": 4096, "hidden_channels": 64,
+                                 "gumbel": {"init_tau": 1.0, "final_tau": 0.1, "decay_pct": 0.15}}
+    vq = resolve_tokenizer("movi_e", "vqvae", REPO / "params")
+    assert (vq["tokenizer"]["channels"], vq["tokenizer"]["channel_mult"], vq["tokenizer"]["n_embed"]) == (64, [1, 2, 4], 4096)
+    assert vq["tokenizer"]["percept_loss_w"] == 1.0 and vq["tokenizer"]["beta"] == 0.25
+    for t in (dvae, vq):
+        assert (t["train"]["lr"], t["train"]["min_lr"], t["train"]["max_epochs"], t["train"]["batch_size"]) == (1e-3, 1e-5, 50, 64)
+        assert t["train"]["n_sample_frames"] == 1 and t["train"]["clip_grad"] < 0
+    # the profile's plain `train` section is the slot models'; tokenizers take per_tokenizer only
+    shapes = resolve_tokenizer("shapes", "dvae", REPO / "params")
+    assert shapes["train"]["max_steps"] == 600 and shapes["train"]["lr"] == 1e-3
+    assert resolve_tokenizer("shapes", "vqvae", REPO / "params")["tokenizer"]["percept_loss_w"] == 0.0
+
+
+def test_model_and_tokenizer_must_match(tmp_path):
+    params = copy_params(tmp_path)
+    edit_yaml(params / "models" / "steve.yaml", "model.tokenizer", "vqvae")
+    with pytest.raises(ParamsError, match=r"steve.yaml: model.tokenizer: expected one of \['dvae'\]"):
+        resolve("shapes", "steve", params)
+    with pytest.raises(ParamsError, match="no such tokenizer 'vae'"):
+        resolve_tokenizer("shapes", "vae", params)

@@ -9,7 +9,7 @@ import torch
 
 from slotbench.config import resolve
 from slotbench.data.dataset import ClipDataset, to_model_input
-from slotbench.models import build_model
+from slotbench.models import build_model, build_tokenizer
 from slotbench.training import checkpoint, loop
 from slotbench.training.loop import NonFiniteLossError, train
 
@@ -130,3 +130,52 @@ def test_mlflow_tracking_records_params_and_metrics(project, tiny_data):
     assert data.params["model.num_slots"] == "3" and data.params["seed"] == "0"
     assert {"train/loss", "train/lr", "train/clips_per_s", "val/fg_ari"} <= set(data.metrics)
     assert loop.total_steps(cfg["train"], 100) == 4
+
+
+def test_tokenizer_stage_feeds_steve(project, tiny_data):
+    from slotbench.config import resolve_tokenizer
+    from slotbench.training.tasks import load_frozen_tokenizer, restore_model
+
+    tok_cfg = resolve_tokenizer("shapes", "dvae", project / "params")
+    tok_dir = project / "results" / "shapes" / "dvae"
+    summary = train(tok_cfg, tiny_data, tok_dir, seed=0, progress=False)
+    assert summary["steps"] == 4 and set(summary["validation"]) == {"val/loss"}
+    state = checkpoint.load(tok_dir / "model.pt")
+    assert state["kind"] == "tokenizer" and not any(k.startswith("tokenizer.") for k in state["model"])
+    tokenizer, cfg = load_frozen_tokenizer(tok_dir / "model.pt")
+    assert cfg["vocab_size"] == 16
+
+    steve_cfg = resolve("shapes", "steve", project / "params")
+    with pytest.raises(ValueError, match="needs the checkpoint of its `tokenizer` stage"):
+        train(steve_cfg, tiny_data, project / "results" / "x", seed=0, progress=False)
+    with pytest.raises(FileNotFoundError, match="made by the `tokenizer` stage"):
+        load_frozen_tokenizer(project / "missing.pt")
+    run = project / "results" / "shapes" / "steve" / "seed0"
+    train(steve_cfg, tiny_data, run, seed=0, progress=False, tokenizer_checkpoint=tok_dir / "model.pt")
+    model = restore_model(checkpoint.load(run / "model.pt"))
+    for key, value in tokenizer.state_dict().items():  # the frozen dVAE travels inside STEVE's checkpoint
+        assert torch.equal(model.tokenizer.state_dict()[key], value)
+
+
+def test_decoder_learning_rate_gets_its_own_group(project):
+    from slotbench.training.tasks import param_groups
+
+    cfg = resolve("shapes", "steve", project / "params")
+    model = build_model(cfg["model"], 16, tokenizer=build_tokenizer({"name": "dvae", "vocab_size": 16,
+                                                                    "hidden_channels": 8}))
+    rest, decoder = param_groups(model, {**cfg["train"], "lr": 1e-3, "decoder_lr": 3e-3, "min_lr": 1e-5})
+    assert decoder["max_lr"] == 3e-3 and decoder["min_lr"] == pytest.approx(3e-5)
+    assert {id(p) for p in decoder["params"]} == {id(p) for p in model.decoder_parameters()}
+    frozen = {id(p) for p in model.tokenizer.parameters()}
+    assert not frozen & {id(p) for p in rest["params"] + decoder["params"]}
+
+
+def test_vqvae_with_perceptual_loss_needs_lpips_weights(project, tiny_data, monkeypatch, tmp_path):
+    from slotbench.config import resolve_tokenizer
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SLOTBENCH_WEIGHTS", str(tmp_path / "weights"))
+    edit_yaml(project / "params" / "profiles" / "tiny.yaml", "per_tokenizer.vqvae.tokenizer.percept_loss_w", 1.0)
+    cfg = resolve_tokenizer("shapes", "vqvae", project / "params")
+    with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
+        train(cfg, tiny_data, project / "results" / "vq", seed=0, progress=False)

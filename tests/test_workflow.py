@@ -46,13 +46,14 @@ def _planned_rules(dry_run_output: str) -> set[str]:
     return {line.split()[1].rstrip(":") for line in dry_run_output.splitlines() if line.startswith("rule ")}
 
 
-def _check_table(project: Path) -> None:
-    table = pd.read_csv(project / TARGET, dtype={"seed": str})
-    assert list(table.columns) == ["dataset", "model", "seed", "FG-ARI", "mIoU", "mBO"]
-    assert list(table["seed"]) == ["0", "mean", "std"]
-    seg = json.loads((project / "results/shapes/savi/seed0/seg.json").read_text())
-    assert seg["num_videos"] == 3 and seg["split"] == "test"
-    assert table.loc[0, "FG-ARI"] == pytest.approx(seg["FG-ARI"], abs=0.006)
+def _check_table(project: Path, models=("savi",), videos: int = 3) -> None:
+    for model in models:
+        table = pd.read_csv(project / f"results/shapes/{model}/table.csv", dtype={"seed": str})
+        assert list(table.columns) == ["dataset", "model", "seed", "FG-ARI", "mIoU", "mBO"]
+        assert list(table["seed"]) == ["0", "mean", "std"]
+        seg = json.loads((project / f"results/shapes/{model}/seed0/seg.json").read_text())
+        assert seg["num_videos"] == videos and seg["split"] == "test" and seg["model"] == model
+        assert table.loc[0, "FG-ARI"] == pytest.approx(seg["FG-ARI"], abs=0.006)
 
 
 def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
@@ -69,8 +70,15 @@ def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
 
     edit_yaml(project / "params/profiles/tiny.yaml", "per_model.savi.model.num_slots", 2)
     assert _planned_rules(_snakemake(project, "-n", TARGET)) == {"train", "eval_seg", "table_model"}
-    # the default target builds the dataset table of every grid dataset
-    assert _planned_rules(_snakemake(project, "-n")) == {"train", "eval_seg", "table_model", "table_dataset", "all"}
+
+    # STEVE's training depends on the dVAE tokenizer stage; a tokenizer parameter re-runs both
+    steve = "results/shapes/steve/table.csv"
+    assert _planned_rules(_snakemake(project, "-n", steve)) == {"tokenizer", "train", "eval_seg", "table_model"}
+    _snakemake(project, steve)
+    _check_table(project, ("steve",), videos=2)  # eval.num_videos was set to 2 above
+    assert "Nothing to be done" in _snakemake(project, "-n", steve)
+    edit_yaml(project / "params/profiles/tiny.yaml", "per_tokenizer.dvae.tokenizer.vocab_size", 8)
+    assert _planned_rules(_snakemake(project, "-n", steve)) == {"tokenizer", "train", "eval_seg", "table_model"}
 
 
 def test_dvc_repro_runs_the_same_stages_and_reruns_only_stale_ones(tmp_path):
@@ -78,12 +86,14 @@ def test_dvc_repro_runs_the_same_stages_and_reruns_only_stale_ones(tmp_path):
     _run([sys.executable, "-m", "slotbench", "dvc-yaml"], project)  # the tiny profile changes the params keys
     _run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], project)
     _run([sys.executable, "-m", "dvc", "repro"], project)
-    _check_table(project)
+    _check_table(project, ("savi", "steve", "slotdiffusion"))
+    assert len(pd.read_csv(project / "results/shapes/table.csv")) == 9
     status = json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], project).strip().splitlines()[-1])
     assert status == {}
 
     edit_yaml(project / "params/profiles/tiny.yaml", "eval.num_videos", 2)
     out = _run([sys.executable, "-m", "dvc", "repro"], project)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"eval_seg_shapes_savi_seed0", "table_shapes_savi", "table_shapes"}
+    models = ("savi", "steve", "slotdiffusion")
+    assert ran == {f"eval_seg_shapes_{m}_seed0" for m in models} | {f"table_shapes_{m}" for m in models} | {"table_shapes"}
     assert "Data and pipelines are up to date" in _run([sys.executable, "-m", "dvc", "repro"], project)

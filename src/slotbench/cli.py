@@ -6,6 +6,7 @@ Snakemake rules and DVC stages are thin calls of these subcommands, run from the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from . import paths
 STAGES_HELP = """\
 stages (each reads params/ and writes the files named):
   export      generate or convert a dataset            -> data/{dataset}/meta.json + split arrays
+  tokenizer   train a dVAE / VQ-VAE on single frames   -> results/{dataset}/{tokenizer}/model.pt, train.json
   train       train a slot model (resumes by itself)   -> results/{dataset}/{model}/seed{S}/model.pt, train.json
+              (STEVE and SlotDiffusion read their tokenizer's model.pt)
   eval-seg    FG-ARI / mIoU / mBO on full videos        -> results/{dataset}/{model}/seed{S}/seg.json
   table       collect metrics into CSV tables          -> results/{dataset}/{model}/table.csv, results/{dataset}/table.csv
 utilities:
@@ -39,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     p = sub.add_parser("export", help="write data/{dataset}/ in the storage format")
     _add_common(p)
+    p = sub.add_parser("tokenizer", help="train the dVAE (STEVE) or VQ-VAE (SlotDiffusion) tokenizer")
+    _add_common(p)
+    p.add_argument("--tokenizer", required=True, help="tokenizer name (a file in params/tokenizers/)")
     p = sub.add_parser("train", help="train a model; resumes from results/.../_work/ after an interruption")
     _add_common(p, model=True, seed=True)
     p = sub.add_parser("eval-seg", help="segmentation metrics of a trained model -> seg.json")
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="print the resolved parameters (YAML)")
     _add_common(p)
     p.add_argument("--model", help="resolve a (dataset, model) pair; without it, the dataset section only")
+    p.add_argument("--tokenizer", help="resolve a (dataset, tokenizer) pair")
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml for the grid in params/defaults.yaml")
     p.add_argument("--params-dir", default=paths.PARAMS_DIR)
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is out of date instead of writing")
@@ -57,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .config import ParamsError
-    from .data.storage import DataError
     from .runtime import DeviceError
 
     try:
         return _dispatch(args)
-    except (ParamsError, DataError, DeviceError, FileNotFoundError, NotImplementedError) as err:
+    except (ValueError, DeviceError, FileNotFoundError, NotImplementedError) as err:
+        # ParamsError and DataError are ValueErrors; SLOTBENCH_DEBUG=1 shows the traceback
+        if os.environ.get("SLOTBENCH_DEBUG"):
+            raise
         print(f"slotbench {args.command}: error: {err}", file=sys.stderr)
         return 2
 
@@ -77,13 +85,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         ds = config.resolve_dataset(args.dataset, args.params_dir)
         export(ds, paths.DATA_DIR.format(dataset=args.dataset), progress=progress)
+    elif args.command == "tokenizer":
+        from .training.loop import train
+
+        cfg = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir)
+        summary = train(cfg, paths.DATA_DIR.format(dataset=args.dataset),
+                        paths.TOKENIZER_DIR.format(dataset=args.dataset, tokenizer=args.tokenizer),
+                        seed=0, progress=progress)
+        print(f"trained {summary['steps']} steps in {summary['wall_time_s']} s; validation: {summary['validation']}")
     elif args.command == "train":
         from .training.loop import train
 
         cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        tokenizer = cfg["model"].get("tokenizer")
         summary = train(cfg, paths.DATA_DIR.format(dataset=args.dataset),
                         paths.RUN_DIR.format(dataset=args.dataset, model=args.model, seed=args.seed),
-                        args.seed, progress=progress)
+                        args.seed, progress=progress,
+                        tokenizer_checkpoint=tokenizer and paths.TOKENIZER_CHECKPOINT.format(
+                            dataset=args.dataset, tokenizer=tokenizer))
         print(f"trained {summary['steps']} steps in {summary['wall_time_s']} s; validation: {summary['validation']}")
     elif args.command == "eval-seg":
         from .evaluation.segmentation import run_eval_seg
@@ -98,8 +117,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "params":
         import yaml
 
-        resolved = (config.resolve(args.dataset, args.model, args.params_dir) if args.model
-                    else {"dataset": config.resolve_dataset(args.dataset, args.params_dir)})
+        if args.model:
+            resolved = config.resolve(args.dataset, args.model, args.params_dir)
+        elif args.tokenizer:
+            resolved = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir)
+        else:
+            resolved = {"dataset": config.resolve_dataset(args.dataset, args.params_dir)}
         print(yaml.safe_dump(resolved, sort_keys=False), end="")
     elif args.command == "dvc-yaml":
         from .workflow_dvc import render_dvc_yaml

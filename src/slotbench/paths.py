@@ -13,6 +13,9 @@ from pathlib import Path
 PARAMS_DIR = "params"
 DATA_DIR = "data/{dataset}"
 DATA_META = "data/{dataset}/meta.json"
+TOKENIZER_DIR = "results/{dataset}/{tokenizer}"
+TOKENIZER_CHECKPOINT = TOKENIZER_DIR + "/model.pt"
+TOKENIZER_SUMMARY = TOKENIZER_DIR + "/train.json"
 RUN_DIR = "results/{dataset}/{model}/seed{seed}"
 CHECKPOINT = RUN_DIR + "/model.pt"
 TRAIN_SUMMARY = RUN_DIR + "/train.json"
@@ -23,13 +26,16 @@ LOG = "logs/{stage}/{name}.log"
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
+_TRAINING_CODE = ("io.py", "runtime.py", "config/*.py", "data/dataset.py", "data/storage.py", "models/*.py",
+                  "training/*.py", "evaluation/segmentation.py", "metrics/*.py")
+
 #: Source files (globs relative to the package) whose change must re-run a stage.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "export": ("io.py", "config/*.py", "data/export.py", "data/storage.py", "data/synthetic.py"),
-    "train": ("io.py", "runtime.py", "config/*.py", "data/dataset.py", "data/storage.py", "models/*.py",
-              "training/*.py", "evaluation/segmentation.py", "metrics/*.py"),
+    "tokenizer": _TRAINING_CODE,
+    "train": _TRAINING_CODE,
     "eval_seg": ("io.py", "runtime.py", "data/dataset.py", "data/storage.py", "models/*.py",
-                 "training/checkpoint.py", "evaluation/segmentation.py", "metrics/*.py"),
+                 "training/checkpoint.py", "training/tasks.py", "evaluation/segmentation.py", "metrics/*.py"),
     "table": ("io.py", "table.py"),
 }
 

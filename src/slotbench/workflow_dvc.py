@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from . import paths
-from .config import STAGE_SECTIONS, load_grid, pair_layers, param_sources
+from .config import STAGE_SECTIONS, load_grid, pair_layers, param_sources, resolve, tokenizer_layers
 from .config.loader import dataset_layers
 
 HEADER = """\
@@ -55,14 +55,26 @@ def render_dvc_yaml(params_dir: str | Path = paths.PARAMS_DIR) -> str:
             "params": _params(param_sources(ds_layers, ("dataset",))),
             "outs": [data_dir],
         }
+        ds_file = params_dir / "datasets" / f"{d}.yaml"
+        tokenizers = {m: resolve(d, m, params_dir)["model"].get("tokenizer") for m in grid["models"]}
+        for t in sorted({t for t in tokenizers.values() if t}):
+            stages[f"tokenizer_{d}_{t}"] = {
+                "cmd": f"slotbench tokenizer --dataset {d} --tokenizer {t} --no-progress",
+                "deps": [data_dir, *_code("tokenizer")],
+                "params": _params(_with_profile(ds_file, param_sources(tokenizer_layers(d, t, params_dir),
+                                                                       STAGE_SECTIONS["tokenizer"]))),
+                "outs": [paths.TOKENIZER_CHECKPOINT.format(dataset=d, tokenizer=t)],
+                "metrics": [{paths.TOKENIZER_SUMMARY.format(dataset=d, tokenizer=t): {"cache": False}}],
+            }
         for m in grid["models"]:
             layers = pair_layers(d, m, params_dir)
-            ds_file = params_dir / "datasets" / f"{d}.yaml"
+            tokenizer_ckpt = ([paths.TOKENIZER_CHECKPOINT.format(dataset=d, tokenizer=tokenizers[m])]
+                              if tokenizers[m] else [])
             for s in grid["seeds"]:
                 fmt = {"dataset": d, "model": m, "seed": s}
                 stages[f"train_{d}_{m}_seed{s}"] = {
                     "cmd": f"slotbench train --dataset {d} --model {m} --seed {s} --no-progress",
-                    "deps": [data_dir, *_code("train")],
+                    "deps": [data_dir, *tokenizer_ckpt, *_code("train")],
                     "params": _params(_with_profile(ds_file, param_sources(layers, STAGE_SECTIONS["train"]))),
                     "outs": [paths.CHECKPOINT.format(**fmt)],
                     "metrics": [{paths.TRAIN_SUMMARY.format(**fmt): {"cache": False}}],

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from slotbench import paths
-from slotbench.config import load_grid, resolve, resolve_dataset, stage_params
+from slotbench.config import load_grid, resolve, resolve_dataset, resolve_tokenizer, stage_params
 
 PARAMS_DIR = paths.PARAMS_DIR
 GRID = load_grid(PARAMS_DIR)
@@ -21,6 +21,7 @@ def _names(kind):
 wildcard_constraints:
     dataset="|".join(_names("datasets")),
     model="|".join(_names("models")),
+    tokenizer="|".join(_names("tokenizers")),
     seed=r"\d+",
 
 
@@ -35,6 +36,20 @@ def _canonical(obj):
 def export_params(wildcards):
     """The dataset section: a change re-runs the export and everything after it."""
     return _canonical(resolve_dataset(wildcards.dataset, PARAMS_DIR))
+
+
+def tokenizer_params(wildcards):
+    cfg = resolve_tokenizer(wildcards.dataset, wildcards.tokenizer, PARAMS_DIR)
+    return _canonical(stage_params(cfg, "tokenizer"))
+
+
+def train_inputs(wildcards):
+    """The data, plus the trained tokenizer for STEVE and SlotDiffusion."""
+    inputs = {"meta": paths.DATA_META.format(dataset=wildcards.dataset)}
+    tokenizer = resolve(wildcards.dataset, wildcards.model, PARAMS_DIR)["model"].get("tokenizer")
+    if tokenizer:
+        inputs["tokenizer"] = paths.TOKENIZER_CHECKPOINT.format(dataset=wildcards.dataset, tokenizer=tokenizer)
+    return inputs
 
 
 def train_params(wildcards):

@@ -8,7 +8,9 @@ from .loader import (
     param_sources,
     resolve,
     resolve_dataset,
+    resolve_tokenizer,
     stage_params,
+    tokenizer_layers,
 )
 from .schema import ParamsError
 
@@ -21,5 +23,7 @@ __all__ = [
     "param_sources",
     "resolve",
     "resolve_dataset",
+    "resolve_tokenizer",
+    "tokenizer_layers",
     "stage_params",
 ]

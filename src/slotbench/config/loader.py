@@ -9,6 +9,9 @@ Layers, later ones win (mappings merge key by key, lists and scalars are replace
 5. ``params/profiles/{profile}.yaml``       ``dataset``, ``model``, ``train``, ``eval``: the scale profile
 6. ``params/profiles/{profile}.yaml``       ``per_model.{model}``
 
+A tokenizer (``params/tokenizers/{tokenizer}.yaml``) is resolved the same way, see
+:func:`tokenizer_layers`.
+
 Each file is checked on its own (unknown key, wrong type: the message names the file and the
 key), then the merged result is checked for completeness.
 """
@@ -30,6 +33,7 @@ from .schema import ParamsError, Variant, validate
 #: Which sections of the merged configuration each stage reads (its parameter fingerprint).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "export": ("dataset",),
+    "tokenizer": ("dataset", "tokenizer", "train"),
     "train": ("dataset", "model", "train"),
     "eval_seg": ("eval",),
 }
@@ -111,10 +115,47 @@ def pair_layers(dataset: str, model: str, params_dir: str | Path = "params") -> 
     ]
 
 
+def tokenizer_layers(dataset: str, tokenizer: str, params_dir: str | Path = "params") -> list[Layer]:
+    """All layers of a (dataset, tokenizer) pair in merge order.
+
+    Like :func:`pair_layers` with ``params/tokenizers/{tokenizer}.yaml`` in place of the model
+    file; of the profile, only ``dataset`` and ``per_tokenizer.{tokenizer}`` apply (its plain
+    ``train`` section is the slot models').
+    """
+    params_dir = Path(params_dir)
+    defaults_path = params_dir / "defaults.yaml"
+    defaults = load_yaml(defaults_path, defs.DEFAULTS_FILE)
+    profile, ds_layers = dataset_layers(dataset, params_dir)
+    tok_path = _named_file(params_dir, "tokenizers", tokenizer)
+    tok_file = load_yaml(tok_path, defs.TOKENIZER_FILE)
+    prof_path = params_dir / "profiles" / f"{profile}.yaml"
+    prof_file = load_yaml(prof_path, defs.PROFILE_FILE)
+    return [
+        Layer(defaults_path, "", {k: v for k, v in defaults.items() if k in ("train", "runtime", "tracking")}),
+        ds_layers[0],
+        Layer(tok_path, "", {k: v for k, v in tok_file.items() if k in ("tokenizer", "train")}),
+        Layer(tok_path, f"per_dataset.{dataset}.", tok_file.get("per_dataset", {}).get(dataset, {})),
+        ds_layers[1],
+        Layer(prof_path, f"per_tokenizer.{tokenizer}.", prof_file.get("per_tokenizer", {}).get(tokenizer, {})),
+    ]
+
+
+def resolve_tokenizer(dataset: str, tokenizer: str, params_dir: str | Path = "params") -> dict:
+    """The complete, validated configuration of one (dataset, tokenizer) pair."""
+    merged = _merge_layers(tokenizer_layers(dataset, tokenizer, params_dir), defs.RESOLVED_TOKENIZER)
+    where = f"params of ({dataset}, {tokenizer})"
+    validate(merged, defs.RESOLVED_TOKENIZER, partial=False, where=where)
+    _check_dataset(merged["dataset"], where)
+    _check_train(merged, where)
+    if merged["tokenizer"]["name"] != tokenizer:
+        raise ParamsError(f"{where}: tokenizer.name is {merged['tokenizer']['name']!r}, expected {tokenizer!r}")
+    return {section: merged[section] for section in defs.RESOLVED_TOKENIZER}
+
+
 def resolve_dataset(dataset: str, params_dir: str | Path = "params") -> dict:
     """The validated ``dataset`` section alone (what the export stage needs)."""
     _, layers = dataset_layers(dataset, params_dir)
-    merged = _merge_layers(layers)
+    merged = _merge_layers(layers, defs.RESOLVED)
     where = f"dataset '{dataset}' (merged from {', '.join(str(l.file) for l in layers)})"
     if "dataset" not in merged:
         raise ParamsError(f"{where}: dataset: missing section")
@@ -125,8 +166,7 @@ def resolve_dataset(dataset: str, params_dir: str | Path = "params") -> dict:
 
 def resolve(dataset: str, model: str, params_dir: str | Path = "params") -> dict:
     """The complete, validated configuration of one (dataset, model) pair."""
-    layers = pair_layers(dataset, model, params_dir)
-    merged = _merge_layers(layers)
+    merged = _merge_layers(pair_layers(dataset, model, params_dir), defs.RESOLVED)
     where = f"params of ({dataset}, {model})"
     validate(merged, defs.RESOLVED, partial=False, where=where)
     _check_dataset(merged["dataset"], where)
@@ -157,10 +197,10 @@ def param_sources(layers: list[Layer], sections: tuple[str, ...]) -> dict[Path, 
     return out
 
 
-def _merge_layers(layers: list[Layer]) -> dict:
+def _merge_layers(layers: list[Layer], schema: dict) -> dict:
     merged: dict = {}
     for layer in layers:
-        merged = _merge(merged, layer.content, defs.RESOLVED)
+        merged = _merge(merged, layer.content, schema)
     return merged
 
 

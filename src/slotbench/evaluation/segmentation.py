@@ -17,9 +17,9 @@ from .. import __version__
 from ..data.dataset import VideoDataset, check_compatible, to_model_input
 from ..io import sha256_file, write_json
 from ..metrics import segmentation_scores
-from ..models import build_model
 from ..runtime import select_device
 from ..training import checkpoint
+from ..training.tasks import restore_model
 
 METRICS = ("fg_ari", "miou", "mbo")
 
@@ -59,8 +59,7 @@ def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path,
     cfg = state["config"]
     check_compatible(data_root, cfg["dataset"]["resolution"], cfg["dataset"]["video_len"])
     device = select_device(runtime_cfg)
-    model = build_model(cfg["model"], cfg["dataset"]["resolution"]).to(device)
-    model.load_state_dict(state["model"])
+    model = restore_model(state).to(device)
     dataset = VideoDataset(data_root, eval_cfg["split"], eval_cfg["num_videos"], verify_checksums=True)
     summary = evaluate_segmentation(model, dataset, eval_cfg["batch_size"], eval_cfg["chunk_len"], device, progress)
     result = {

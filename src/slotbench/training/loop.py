@@ -18,12 +18,12 @@ from .. import __version__
 from ..config import fingerprint, stage_params
 from ..data.dataset import ClipDataset, StepBatchSampler, check_compatible, to_model_input
 from ..evaluation.segmentation import evaluate_segmentation
-from ..io import remove_stale_temporaries, write_json
-from ..models import build_model
+from ..io import remove_stale_temporaries, sha256_file, write_json
 from ..paths import code_digest
 from ..runtime import autocast, select_device
 from . import checkpoint
 from .schedule import apply_lr
+from .tasks import build_training_model, exported_weights, param_groups
 from .tracking import Tracker
 
 
@@ -36,12 +36,6 @@ def total_steps(train_cfg: dict, num_clips: int) -> int:
     if train_cfg["max_steps"] is not None:
         return train_cfg["max_steps"]
     return train_cfg["max_epochs"] * (num_clips // train_cfg["batch_size"])
-
-
-def param_groups(model: torch.nn.Module, train_cfg: dict) -> list[dict]:
-    """One Adam group over every trainable parameter, with its schedule bounds."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": params, "max_lr": train_cfg["lr"], "min_lr": train_cfg["min_lr"]}]
 
 
 class _StopRequest:
@@ -58,14 +52,17 @@ class _StopRequest:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, progress: bool = True) -> dict:
-    """Train ``cfg['model']`` on ``data_root`` and write ``run_dir/model.pt`` and ``run_dir/train.json``.
+def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, progress: bool = True,
+          tokenizer_checkpoint: str | Path | None = None) -> dict:
+    """Train a slot model or a tokenizer on ``data_root``; write ``run_dir/model.pt`` and ``train.json``.
 
     Args:
-        cfg: the resolved configuration (:func:`slotbench.config.resolve`).
+        cfg: the resolved configuration: :func:`slotbench.config.resolve` (a slot model) or
+            :func:`slotbench.config.resolve_tokenizer` (a tokenizer, trained on single frames).
         data_root: the exported dataset folder ``data/{dataset}``.
-        run_dir: ``results/{dataset}/{model}/seed{seed}``.
+        run_dir: ``results/{dataset}/{model}/seed{seed}`` or ``results/{dataset}/{tokenizer}``.
         seed: model initialisation and data order.
+        tokenizer_checkpoint: the trained tokenizer of STEVE / SlotDiffusion.
     Returns:
         the summary written to ``train.json``.
     """
@@ -80,10 +77,15 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
     train_set = ClipDataset(data_root, "train", tcfg["n_sample_frames"], tcfg["frame_offset"], verify_checksums=True)
     val_set = ClipDataset(data_root, "validation", tcfg["n_sample_frames"], tcfg["frame_offset"], with_seg=True)
     steps = total_steps(tcfg, len(train_set))
-    run_fingerprint = fingerprint({"params": stage_params(cfg, "train"), "seed": seed, "code": code_digest("train")})
+    stage = "tokenizer" if "tokenizer" in cfg else "train"
+    run_fingerprint = fingerprint({
+        "params": stage_params(cfg, stage), "seed": seed, "code": code_digest(stage),
+        "tokenizer": sha256_file(tokenizer_checkpoint) if tokenizer_checkpoint else None,
+    })
 
     torch.manual_seed(seed)
-    model = build_model(cfg["model"], dcfg["resolution"]).to(device)
+    model, extra_state = build_training_model(cfg, tokenizer_checkpoint)
+    model = model.to(device)
     optimizer = torch.optim.Adam(param_groups(model, tcfg), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"],
                                  fused=device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tcfg["amp"] == "fp16")
@@ -114,9 +116,10 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
     # (that would make a resumed run's dropout differ from an uninterrupted one).
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
                         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
-    run_name = f"{dcfg['name']}/{cfg['model']['name']}/seed{seed}"
+    name = cfg["tokenizer" if stage == "tokenizer" else "model"]["name"]
+    run_name = f"{dcfg['name']}/{name}" + ("" if stage == "tokenizer" else f"/seed{seed}")
     tracker = Tracker(cfg["tracking"], run_name, {**cfg, "seed": seed}, work_dir,
-                      tags={"stage": "train", "dataset": dcfg["name"], "model": cfg["model"]["name"]})
+                      tags={"stage": stage, "dataset": dcfg["name"], "model": name})
     stop = _StopRequest()
     window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
     bar = tqdm(total=steps, initial=step, desc=f"train {run_name}", unit="step", disable=not progress,
@@ -127,6 +130,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
         for batch in loader:
             t0 = time.perf_counter()
             rates = apply_lr(optimizer, step, steps, tcfg["warmup_pct"])
+            step_metrics = model.set_step(step, steps) if hasattr(model, "set_step") else {}
             video = to_model_input(batch["video"].to(device, non_blocking=True))
             with autocast(device, tcfg["amp"]):
                 losses = model.loss(video, model(video))
@@ -148,7 +152,8 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
             if step % tcfg["log_every"] == 0 or step == steps:
                 now = time.perf_counter()
                 clips_per_s = window_n * tcfg["batch_size"] / max(now - window_start, 1e-9)
-                metrics = {"train/loss": window_loss / window_n, "train/lr": rates[0], "train/clips_per_s": clips_per_s}
+                metrics = {"train/loss": window_loss / window_n, "train/lr": rates[0], "train/clips_per_s": clips_per_s,
+                           **({"train/decoder_lr": rates[1]} if len(rates) > 1 else {}), **step_metrics}
                 last_loss = metrics["train/loss"]
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{rates[0]:.2e}")
                 tracker.log_metrics(metrics, step)
@@ -172,11 +177,12 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
             "validation": last_val,
             "seed": seed,
+            **{k: v for k, v in extra_state.items() if k == "perceptual_loss"},
             "slotbench_version": __version__,
             "torch_version": torch.__version__,
         }
-        checkpoint.save(run_dir / "model.pt", {"model": model.state_dict(), "config": cfg, "seed": seed,
-                                               "step": step, "fingerprint": run_fingerprint})
+        checkpoint.save(run_dir / "model.pt", {"model": exported_weights(model), "config": cfg, "seed": seed,
+                                               "step": step, "fingerprint": run_fingerprint, **extra_state})
         write_json(run_dir / "train.json", summary)
         checkpoint.save_scratch(work_dir, step, snapshot())
         status = "FINISHED"
@@ -199,6 +205,8 @@ def validate(model: torch.nn.Module, val_set: ClipDataset, cfg: dict, device: to
         items = [val_set[j] for j in indices[i:i + batch_size]]
         video = to_model_input(torch.stack([it["video"] for it in items]).to(device))
         loss_sum += model.loss(video, model(video))["loss"].item() * len(items)
+    if not hasattr(model, "segment"):  # a tokenizer
+        return {"val/loss": loss_sum / count}
     scores = evaluate_segmentation(model, Subset(val_set, indices), batch_size,
                                    cfg["train"]["n_sample_frames"], device, progress=False)
     return {"val/loss": loss_sum / count, **{f"val/{k}": v for k, v in scores.items()}}
