@@ -125,10 +125,10 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
     bar = tqdm(total=steps, initial=step, desc=f"train {run_name}", unit="step", disable=not progress,
                dynamic_ncols=True)
     status = "FAILED"
+    tick = time.perf_counter()  # wall time of the loop (data loading, validation, checkpoints included)
     try:
         model.train()
         for batch in loader:
-            t0 = time.perf_counter()
             rates = apply_lr(optimizer, step, steps, tcfg["warmup_pct"])
             step_metrics = model.set_step(step, steps) if hasattr(model, "set_step") else {}
             video = to_model_input(batch["video"].to(device, non_blocking=True))
@@ -146,7 +146,6 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            elapsed += time.perf_counter() - t0
             window_loss, window_n = window_loss + loss.item(), window_n + 1
             bar.update(1)
             if step % tcfg["log_every"] == 0 or step == steps:
@@ -164,6 +163,8 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
                 if progress:
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last_val.items()))
                 model.train()
+            now = time.perf_counter()
+            elapsed, tick = elapsed + now - tick, now
             if step % tcfg["checkpoint_every"] == 0 or stop.requested:
                 checkpoint.save_scratch(work_dir, step, snapshot())
             if stop.requested:
