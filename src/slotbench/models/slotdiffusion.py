@@ -35,7 +35,6 @@ Reference MOVi-D/E at 128x128: 138,481,347 trainable parameters (trunk 4,238,016
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -172,20 +171,7 @@ class SlotDiffusion(nn.Module):
             ``LongTensor [B, T, H, W]``: per pixel, the argmax over slots of the attention
             upsampled bilinearly (``align_corners=False``) from ``h x w`` to ``H x W``.
         """
-        _, attn = self.trunk.encode_chunked(video, chunk_len)
-        b, t, n, _ = attn.shape
-        h, w = self.trunk.feature_resolution
-        segs = []
-        for start in range(0, t, chunk_len):
-            a = attn[:, start : start + chunk_len]
-            tc = a.shape[1]
-            a = rearrange(a, "b t n (h w) -> (b t n) 1 h w", h=h, w=w)
-            a = F.interpolate(
-                a, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False
-            )
-            a = rearrange(a, "(b t n) 1 h w -> b t n h w", b=b, t=tc, n=n)
-            segs.append(a.argmax(dim=2))
-        return torch.cat(segs, dim=1)
+        return self.trunk.segment_from_attention(video, chunk_len)
 
     def snap(self, latent: Tensor) -> Tensor:
         """The nearest codebook vectors of a latent ``[B, C, h, w]`` (``tokenizer.quantize``)."""

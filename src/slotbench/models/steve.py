@@ -493,18 +493,7 @@ class STEVE(nn.Module):
         Returns:
             ``LongTensor [B, T, H, W]`` of slot ids in ``[0, N)``.
         """
-        _, attn = self.trunk.encode_chunked(video, chunk_len)
-        b, t = attn.shape[:2]
-        fh, fw = self.trunk.feature_resolution
-        size = tuple(video.shape[-2:])
-        segs = []
-        for start in range(0, t, chunk_len):
-            a = attn[:, start : start + chunk_len]
-            n_t = a.shape[1]
-            a = rearrange(a, "b t n (h w) -> (b t) n h w", h=fh, w=fw)
-            a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
-            segs.append(rearrange(a.argmax(dim=1), "(b t) h w -> b t h w", b=b, t=n_t))
-        return torch.cat(segs, dim=1)
+        return self.trunk.segment_from_attention(video, chunk_len)
 
     @torch.no_grad()
     def reconstruct_tokens(

@@ -16,6 +16,7 @@ Reference parameter counts: 4,238,016 (MOVi-D/E: ResNet-18 variant, 15 slots) an
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
@@ -181,6 +182,26 @@ class SlotTrunk(nn.Module):
             attn_out.append(attn)
             init = self.predict(slots[:, -1])
         return torch.cat(slots_out, dim=1), torch.cat(attn_out, dim=1)
+
+    @torch.no_grad()
+    def segment_from_attention(self, video: Tensor, chunk_len: int) -> Tensor:
+        """The reference segmentation of STEVE and SlotDiffusion: the last Slot Attention map of
+        each frame, bilinearly upsampled (``align_corners=False``) to ``H x W``, argmax over slots.
+
+        Args:
+            video: ``[B, T, 3, H, W]`` in [-1, 1]; ``chunk_len`` as :meth:`encode_chunked`.
+        Returns:
+            ``LongTensor [B, T, H, W]`` of slot ids in ``[0, N)``.
+        """
+        _, attn = self.encode_chunked(video, chunk_len)
+        b, t = attn.shape[:2]
+        fh, fw = self.feature_resolution
+        segs = []
+        for start in range(0, t, chunk_len):  # upsample chunk by chunk: bounded memory at 128x128
+            a = rearrange(attn[:, start:start + chunk_len], "b t n (h w) -> (b t) n h w", h=fh, w=fw)
+            a = F.interpolate(a, size=tuple(video.shape[-2:]), mode="bilinear", align_corners=False)
+            segs.append(rearrange(a.argmax(dim=1), "(b t) h w -> b t h w", b=b))
+        return torch.cat(segs, dim=1)
 
     def forward(self, video: Tensor, init_slots: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Alias of :meth:`encode`."""
