@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--dataset", default="shapes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.threads)")
     args = parser.parse_args()
     scratch = ROOT / "bench" / "scratch" / "savi_shapes"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -75,6 +76,11 @@ def main() -> None:
     profile = yaml.safe_load(profile_file.read_text())
     profile["train"].update(max_steps=args.steps, val_every=max(500, args.steps // 10))
     profile_file.write_text(yaml.safe_dump(profile, sort_keys=False))
+    if args.threads:
+        defaults_file = scratch / "params" / "defaults.yaml"
+        defaults = yaml.safe_load(defaults_file.read_text())
+        defaults["runtime"]["threads"] = args.threads
+        defaults_file.write_text(yaml.safe_dump(defaults, sort_keys=False))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
     times = {"export_s": _stage(scratch, "export", "--dataset", args.dataset)}

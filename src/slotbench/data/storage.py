@@ -10,20 +10,42 @@ Layout of ``data/{dataset}/``::
 The ``.npy`` files are read with memory mapping. Each is written under a temporary name and
 renamed when complete; ``meta.json`` appears only after every split is in place, so a folder
 without it is never mistaken for a finished export.
+
+Resumable exports (MOVi: hours of reading) go through :func:`write_split_resumable`, which adds
+one more file while a split is being written::
+
+    {split}/.tmp-video.npy ...     the temporary memory-mapped arrays (fixed names)
+    {split}/.progress.json         {"state": "writing", "written": n, ...}: videos 0..n-1 are
+                                   flushed to the temporary files; or {"state": "complete",
+                                   "split_meta": {...}} once the arrays are renamed into place
+
+The progress record is rewritten (atomically) only after the temporary arrays are flushed, so
+it never claims more than what is on disk. A later run with the same source reopens the
+temporary arrays in ``r+`` mode (:meth:`SplitWriter.resume`) and continues at video ``n``;
+with another source, or missing/mismatched temporary files, the split starts over. The
+export stage removes the progress records after ``meta.json`` is written.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..io import TMP_PREFIX, read_json, sha256_file, write_json
 
 FORMAT = "slotbench-video-v1"
 ARRAYS = ("video.npy", "seg.npy", "num_objects.npy")
+PROGRESS_FILE = ".progress.json"
+PROGRESS_FORMAT = "slotbench-export-progress-v1"
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -37,20 +59,61 @@ class SplitWriter:
         root: the dataset folder ``data/{dataset}``.
         split: split name.
         num_videos, video_len, resolution: the array shapes ``[N, T, H, W(, 3)]``.
+
+    The temporary files have fixed names (``{split}/.tmp-{array}.npy``, see :attr:`temp_files`),
+    so an interrupted writer can be reopened with :meth:`resume`.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str, num_videos: int, video_len: int, resolution: int):
+    def __init__(self, root: str | os.PathLike, split: str, num_videos: int, video_len: int, resolution: int,
+                 *, _reopen: bool = False):
         self.folder = Path(root) / split
         self.folder.mkdir(parents=True, exist_ok=True)
         n, t, r = num_videos, video_len, resolution
         self._shapes = {"video.npy": (n, t, r, r, 3), "seg.npy": (n, t, r, r), "num_objects.npy": (n,)}
         self._dtypes = {"video.npy": np.uint8, "seg.npy": np.uint8, "num_objects.npy": np.int16}
         self._tmp = {name: self.folder / f"{TMP_PREFIX}{name}" for name in ARRAYS}
-        self._arrays = {
-            name: np.lib.format.open_memmap(self._tmp[name], mode="w+", dtype=self._dtypes[name], shape=shape)
-            for name, shape in self._shapes.items()
-        }
+        self._arrays = {}
+        for name, shape in self._shapes.items():
+            if _reopen:
+                self._arrays[name] = self._open_existing(name, shape)
+            else:
+                self._arrays[name] = np.lib.format.open_memmap(self._tmp[name], mode="w+", dtype=self._dtypes[name],
+                                                               shape=shape)
         self.num_videos = n
+
+    @classmethod
+    def resume(cls, root: str | os.PathLike, split: str, num_videos: int, video_len: int,
+               resolution: int) -> SplitWriter:
+        """Reopen the temporary files of an interrupted writer (same arguments) in ``r+`` mode.
+
+        Their content is kept: the caller continues writing where its own progress record says
+        the flushed data ends. Raises :class:`DataError` naming the file when a temporary file
+        is missing, unreadable or of another shape or dtype.
+        """
+        return cls(root, split, num_videos, video_len, resolution, _reopen=True)
+
+    def _open_existing(self, name: str, shape: tuple) -> np.memmap:
+        path = self._tmp[name]
+        if not path.is_file():
+            raise DataError(f"{path}: temporary file missing, cannot resume")
+        try:
+            arr = np.lib.format.open_memmap(path, mode="r+")
+        except (ValueError, OSError) as err:
+            raise DataError(f"{path}: unreadable temporary file, cannot resume ({err})") from err
+        if arr.shape != shape or arr.dtype != np.dtype(self._dtypes[name]):
+            raise DataError(f"{path}: {arr.dtype.name} {list(arr.shape)}, expected "
+                            f"{np.dtype(self._dtypes[name]).name} {list(shape)}; cannot resume")
+        return arr
+
+    @property
+    def temp_files(self) -> dict[str, str]:
+        """The temporary file name (inside the split folder) of every array."""
+        return {name: path.name for name, path in self._tmp.items()}
+
+    def flush(self) -> None:
+        """Write every array's dirty pages to disk (``msync``): what was written so far survives a crash."""
+        for arr in self._arrays.values():
+            arr.flush()
 
     def write(self, start: int, video: np.ndarray, seg: np.ndarray, num_objects: np.ndarray) -> None:
         """Write videos ``start .. start+len(video)-1``: video uint8 [n,T,H,W,3], seg [n,T,H,W], num_objects [n]."""
@@ -90,6 +153,131 @@ class SplitWriter:
         self._arrays.clear()
         for tmp in self._tmp.values():
             tmp.unlink(missing_ok=True)
+
+
+def _progress_path(root: str | os.PathLike, split: str) -> Path:
+    return Path(root) / split / PROGRESS_FILE
+
+
+def read_progress(root: str | os.PathLike, split: str) -> dict | None:
+    """The progress record of a split being exported, or ``None`` when there is none (or it is unreadable)."""
+    path = _progress_path(root, split)
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except ValueError as err:
+        log.warning("%s: ignored (%s); the split starts over", path, err)
+        return None
+    return record if isinstance(record, dict) and record.get("format") == PROGRESS_FORMAT else None
+
+
+def clear_progress(root: str | os.PathLike, split: str) -> None:
+    """Remove a split's progress record (call after ``meta.json`` is written)."""
+    _progress_path(root, split).unlink(missing_ok=True)
+
+
+def write_split_resumable(
+    root: str | os.PathLike,
+    split: str,
+    num_videos: int,
+    video_len: int,
+    resolution: int,
+    source: dict,
+    read: Callable[[int], Iterable[tuple[np.ndarray, np.ndarray, int]]],
+    shard_size: int = 64,
+    progress: bool = True,
+    desc: str | None = None,
+) -> dict:
+    """Write one split from a stream of videos so that an interrupted run resumes; return its meta entry.
+
+    Args:
+        root, split, num_videos, video_len, resolution: as for :class:`SplitWriter`.
+        source: a JSON-serialisable identity of what is read (dataset name, version, split, ...).
+            A progress record is used only when its ``source`` equals this one.
+        read: ``read(start)`` yields ``(video uint8 [T,H,W,3], seg uint8 [T,H,W], num_objects)``
+            for videos ``start, start+1, ...`` of the split, in order (already validated).
+        shard_size: the temporary arrays are flushed and the progress record rewritten every
+            ``shard_size`` videos. On an exception (including Ctrl-C) the videos completed so
+            far are flushed and recorded as well, so only a hard kill loses up to
+            ``shard_size - 1`` videos of work.
+        progress: show a progress bar (videos, rate, ETA).
+
+    A split whose progress record says ``complete`` (an earlier run finished it but stopped
+    before ``meta.json``) is not written again: its recorded meta entry is returned after
+    checking the final files' sizes. A source that yields fewer or more than ``num_videos``
+    videos raises :class:`DataError`.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    folder = Path(root) / split
+    desc = desc or split
+    identity = {"source": source, "num_videos": num_videos, "video_len": video_len, "resolution": resolution}
+    record = read_progress(root, split)
+    writer, start = None, 0
+    if record is not None and {k: record.get(k) for k in identity} == identity:
+        if record.get("state") == "complete" and _final_files_match(folder, record.get("split_meta")):
+            log.warning("%s: already complete (%s), not written again", desc, _progress_path(root, split))
+            return record["split_meta"]
+        if record.get("state") == "writing":
+            try:
+                writer = SplitWriter.resume(root, split, num_videos, video_len, resolution)
+                start = int(record["written"])
+                log.warning("%s: resuming at video %d of %d", desc, start, num_videos)
+            except (DataError, KeyError, TypeError, ValueError) as err:
+                log.warning("%s: cannot resume (%s); starting over", desc, err)
+                writer = None
+    elif record is not None:
+        log.warning("%s: the progress record is for another source or shape; starting over", desc)
+    if writer is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        writer, start = SplitWriter(root, split, num_videos, video_len, resolution), 0
+
+    def save(state: str, written: int, split_meta: dict | None = None) -> None:
+        entry = {"format": PROGRESS_FORMAT, "state": state, **identity, "written": written,
+                 "shard_size": shard_size, "temp_files": writer.temp_files}
+        if split_meta is not None:
+            entry["split_meta"] = split_meta
+        write_json(_progress_path(root, split), entry)
+
+    save("writing", start)
+    done = start
+    bar = tqdm(total=num_videos, initial=start, desc=desc, unit="video", disable=not progress,
+               dynamic_ncols=True, smoothing=0.05)
+    try:
+        for video, seg, count in read(start):
+            if done >= num_videos:
+                raise DataError(f"{desc}: the source holds more than the {num_videos} videos it announced")
+            writer.write(done, video[None], seg[None], np.array([count], dtype=np.int16))
+            done += 1
+            bar.update(1)
+            if done % shard_size == 0:
+                writer.flush()
+                save("writing", done)
+        if done != num_videos:
+            raise DataError(f"{desc}: the source ended after {done} videos, {num_videos} were announced")
+    except BaseException:
+        try:  # keep every completed video: the next run resumes here
+            writer.flush()
+            save("writing", done)
+        except Exception as err:  # noqa: BLE001  (never hide the original error)
+            log.warning("%s: could not record progress (%s)", desc, err)
+        raise
+    finally:
+        bar.close()
+    split_meta = writer.finish()
+    save("complete", num_videos, split_meta)
+    return split_meta
+
+
+def _final_files_match(folder: Path, split_meta: dict | None) -> bool:
+    if not isinstance(split_meta, dict) or not isinstance(split_meta.get("files"), dict):
+        return False
+    for name in ARRAYS:
+        info, path = split_meta["files"].get(name), folder / name
+        if not isinstance(info, dict) or not path.is_file() or path.stat().st_size != info.get("bytes"):
+            return False
+    return True
 
 
 def write_meta(root: str | os.PathLike, meta: dict) -> None:
