@@ -16,6 +16,7 @@ os.environ.update({
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
     "CUDA_VISIBLE_DEVICES": "",
+    "SLOTBENCH_OFFLINE": "1",  # never download pretrained weights from the tests
 })
 
 

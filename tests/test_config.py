@@ -37,7 +37,7 @@ def test_shapes_profile_switches_encoder_variant_cleanly():
     cfg = resolve("shapes", "savi", REPO / "params")
     assert cfg["model"]["encoder"]["type"] == "cnn"
     assert "strides" in cfg["model"]["encoder"]
-    assert list(cfg) == ["dataset", "model", "train", "eval", "runtime", "tracking"]
+    assert list(cfg) == ["dataset", "model", "train", "eval", "fvd", "runtime", "tracking"]
 
 
 def test_grid_and_dataset_only():

@@ -65,9 +65,12 @@ def standin(tmp_path_factory):
 
 @pytest.fixture
 def offline_env(monkeypatch, tmp_path):
-    """No lpips package, empty SLOTBENCH_WEIGHTS and TORCH_HOME unless a test sets them."""
+    """No lpips package, empty SLOTBENCH_WEIGHTS and TORCH_HOME unless a test sets them, and
+    no downloads (SLOTBENCH_OFFLINE); the default weights dir points into tmp_path."""
     monkeypatch.setattr(lp, "_lpips_package_dir", lambda: None)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty_xdg_cache"))
+    monkeypatch.setenv("SLOTBENCH_OFFLINE", "1")
     monkeypatch.delenv("SLOTBENCH_WEIGHTS", raising=False)
     return monkeypatch
 
@@ -205,6 +208,37 @@ def test_missing_weights_error_lists_searched_paths(offline_env, tmp_path):
         lp.find_lpips_heads()
     assert str(weights / lp.LPIPS_HEADS_FILENAME) in str(err.value)
     assert "pip install --no-deps lpips" in str(err.value)
+    assert lp.LPIPS_HEADS_URL in str(err.value)
+    assert "SLOTBENCH_OFFLINE is set" in str(err.value)
+    # MissingWeightsError lives in slotbench.weights and is re-exported here
+    from slotbench import weights
+
+    assert MissingWeightsError is weights.MissingWeightsError
+
+
+def test_heads_downloaded_when_missing(offline_env, tmp_path):
+    """With downloads allowed, missing heads are fetched from LPIPS_HEADS_URL (here a file://
+    copy of the installed package's file, which has the known digest), verified and kept."""
+    package = _package_dir()
+    if package is None:
+        pytest.skip("the lpips package is not installed (pip install --no-deps lpips==0.1.4)")
+    source = package / "weights" / "v0.1" / "vgg.pth"
+    offline_env.delenv("SLOTBENCH_OFFLINE")
+    offline_env.setattr(lp, "LPIPS_HEADS_URL", source.as_uri())
+    weights = tmp_path / "w"
+    offline_env.setenv("SLOTBENCH_WEIGHTS", str(weights))
+    found = lp.find_lpips_heads()
+    assert found == weights / lp.LPIPS_HEADS_FILENAME
+    assert lp.sha256_file(found) == lp.LPIPS_VGG_V01_SHA256
+    assert len(lp.load_lpips_heads()) == 5  # now found on disk, digest checked
+    # a stand-in with another digest is refused and not kept
+    found.unlink()
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(source.read_bytes() + b"x")
+    offline_env.setattr(lp, "LPIPS_HEADS_URL", bad.as_uri())
+    with pytest.raises(ValueError, match="SHA-256"):
+        lp.find_lpips_heads()
+    assert not found.exists() and not list(weights.iterdir())
 
 
 def test_digest_mismatch_is_refused(standin, offline_env):

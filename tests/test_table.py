@@ -1,4 +1,4 @@
-"""The table stage: rows per seed, mean and std, columns named as in the paper."""
+"""The table stage: rows per seed, mean and std, columns named as in the paper, empty cells with reasons."""
 
 from __future__ import annotations
 
@@ -6,25 +6,44 @@ import pandas as pd
 import pytest
 
 from slotbench.io import write_json
-from slotbench.table import dataset_table, model_table, write_table
+from slotbench.table import COLUMNS, dataset_table, model_table, write_table
+
+
+def _run(tmp_path, seed, ari, lpips=0.2, fvd=None):
+    files = {k: tmp_path / f"{k}{seed}.json" for k in ("seg", "recon", "fvd_recon", "fvd_comp")}
+    write_json(files["seg"], {"FG-ARI": ari, "mIoU": 50.0, "mBO": 40.0 + seed})
+    write_json(files["recon"], {"MSE": 10.0, "PSNR": 30.0, "SSIM": 0.9, "LPIPS": lpips,
+                                "lpips_missing_reason": None if lpips is not None else "no VGG weights"})
+    write_json(files["fvd_recon"], {"FVD": fvd, "reason": None if fvd is not None else "no detector"})
+    write_json(files["fvd_comp"], {"FVD": fvd, "reason": None if fvd is not None else "no detector"})
+    return files
 
 
 def test_model_and_dataset_tables(tmp_path):
-    files = {}
-    for seed, ari in [(0, 80.0), (1, 90.0)]:
-        files[seed] = tmp_path / f"seed{seed}.json"
-        write_json(files[seed], {"FG-ARI": ari, "mIoU": 50.0, "mBO": 40.0 + seed})
-    frame = model_table("shapes", "savi", files)
-    assert list(frame.columns) == ["dataset", "model", "seed", "FG-ARI", "mIoU", "mBO"]
+    runs = {0: _run(tmp_path, 0, 80.0, fvd=100.0), 1: _run(tmp_path, 1, 90.0, fvd=120.0)}
+    frame = model_table("shapes", "savi", runs)
+    assert list(frame.columns) == ["dataset", "model", "seed", *COLUMNS, "notes"]
+    assert list(COLUMNS) == ["FG-ARI", "mIoU", "mBO", "MSE", "PSNR", "SSIM", "LPIPS", "FVD (recon)", "FVD (comp-gen)"]
     assert list(frame["seed"]) == ["0", "1", "mean", "std"]
     assert frame.loc[2, "FG-ARI"] == pytest.approx(85.0)
     assert frame.loc[3, "FG-ARI"] == pytest.approx(pd.Series([80.0, 90.0]).std())
+    assert frame.loc[2, "FVD (recon)"] == pytest.approx(110.0)
     write_table(frame, tmp_path / "savi.csv")
     both = dataset_table([tmp_path / "savi.csv", tmp_path / "savi.csv"])
     assert len(both) == 8 and both.loc[2, "seed"] == "mean"
 
 
-def test_missing_metric_is_an_error(tmp_path):
-    write_json(tmp_path / "s.json", {"FG-ARI": 1.0})
-    with pytest.raises(ValueError, match="s.json: missing mIoU, mBO"):
-        model_table("shapes", "savi", {0: tmp_path / "s.json"})
+def test_missing_metrics_are_empty_cells_with_a_reason(tmp_path):
+    frame = model_table("shapes", "savi", {0: _run(tmp_path, 0, 80.0, lpips=None, fvd=None)})
+    assert pd.isna(frame.loc[0, "LPIPS"]) and pd.isna(frame.loc[0, "FVD (comp-gen)"])
+    assert "LPIPS: not computed, see recon0.json" in frame.loc[0, "notes"]
+    assert "FVD (recon): not computed, see fvd_recon0.json" in frame.loc[0, "notes"]
+    write_table(frame, tmp_path / "t.csv")
+    assert ",,," in (tmp_path / "t.csv").read_text().splitlines()[1]
+
+
+def test_missing_key_is_an_error(tmp_path):
+    files = _run(tmp_path, 0, 1.0)
+    write_json(files["seg"], {"FG-ARI": 1.0})
+    with pytest.raises(ValueError, match="seg0.json: missing mIoU"):
+        model_table("shapes", "savi", {0: files})

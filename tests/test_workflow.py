@@ -12,9 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from slotbench.table import COLUMNS
+
 from conftest import REPO, copy_params, edit_yaml
 
 TARGET = "results/shapes/savi/table.csv"
+EVALUATION = {"eval_seg", "eval_recon", "eval_comp_gen", "fvd", "table_model"}
 
 
 def _project(tmp_path: Path) -> Path:
@@ -49,11 +52,20 @@ def _planned_rules(dry_run_output: str) -> set[str]:
 def _check_table(project: Path, models=("savi",), videos: int = 3) -> None:
     for model in models:
         table = pd.read_csv(project / f"results/shapes/{model}/table.csv", dtype={"seed": str})
-        assert list(table.columns) == ["dataset", "model", "seed", "FG-ARI", "mIoU", "mBO"]
+        assert list(table.columns) == ["dataset", "model", "seed", *COLUMNS, "notes"]
         assert list(table["seed"]) == ["0", "mean", "std"]
         seg = json.loads((project / f"results/shapes/{model}/seed0/seg.json").read_text())
         assert seg["num_videos"] == videos and seg["split"] == "test" and seg["model"] == model
-        assert table.loc[0, "FG-ARI"] == pytest.approx(seg["FG-ARI"], abs=0.006)
+        assert table.loc[0, "FG-ARI"] == pytest.approx(seg["FG-ARI"], rel=1e-3)
+        recon = json.loads((project / f"results/shapes/{model}/seed0/recon.json").read_text())
+        assert table.loc[0, "MSE"] == pytest.approx(recon["MSE"], rel=1e-3)
+        assert len(list((project / f"results/shapes/{model}/seed0/eval/recon_vids").iterdir())) == videos
+        assert len(list((project / f"results/shapes/{model}/seed0/eval/comp_vids").iterdir())) == videos
+        # offline and with 6-frame videos, LPIPS and FVD are empty cells with their reasons
+        assert pd.isna(table.loc[0, "LPIPS"]) and pd.isna(table.loc[0, "FVD (recon)"])
+        assert "FVD (recon): not computed" in table.loc[0, "notes"]
+        fvd = json.loads((project / f"results/shapes/{model}/seed0/fvd_comp.json").read_text())
+        assert fvd["FVD"] is None and "16-frame clips" in fvd["reason"]
 
 
 def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
@@ -64,21 +76,21 @@ def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
     assert "Nothing to be done" in _snakemake(project, "-n", TARGET)
 
     edit_yaml(project / "params/profiles/tiny.yaml", "eval.num_videos", 2)
-    assert _planned_rules(_snakemake(project, "-n", TARGET)) == {"eval_seg", "table_model"}
+    assert _planned_rules(_snakemake(project, "-n", TARGET)) == EVALUATION
     _snakemake(project, TARGET)
     assert json.loads((project / "results/shapes/savi/seed0/seg.json").read_text())["num_videos"] == 2
 
     edit_yaml(project / "params/profiles/tiny.yaml", "per_model.savi.model.num_slots", 2)
-    assert _planned_rules(_snakemake(project, "-n", TARGET)) == {"train", "eval_seg", "table_model"}
+    assert _planned_rules(_snakemake(project, "-n", TARGET)) == {"train"} | EVALUATION
 
     # STEVE's training depends on the dVAE tokenizer stage; a tokenizer parameter re-runs both
     steve = "results/shapes/steve/table.csv"
-    assert _planned_rules(_snakemake(project, "-n", steve)) == {"tokenizer", "train", "eval_seg", "table_model"}
+    assert _planned_rules(_snakemake(project, "-n", steve)) == {"tokenizer", "train"} | EVALUATION
     _snakemake(project, steve)
     _check_table(project, ("steve",), videos=2)  # eval.num_videos was set to 2 above
     assert "Nothing to be done" in _snakemake(project, "-n", steve)
     edit_yaml(project / "params/profiles/tiny.yaml", "per_tokenizer.dvae.tokenizer.vocab_size", 8)
-    assert _planned_rules(_snakemake(project, "-n", steve)) == {"tokenizer", "train", "eval_seg", "table_model"}
+    assert _planned_rules(_snakemake(project, "-n", steve)) == {"tokenizer", "train"} | EVALUATION
 
 
 def test_dvc_repro_runs_the_same_stages_and_reruns_only_stale_ones(tmp_path):
@@ -95,5 +107,7 @@ def test_dvc_repro_runs_the_same_stages_and_reruns_only_stale_ones(tmp_path):
     out = _run([sys.executable, "-m", "dvc", "repro"], project)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     models = ("savi", "steve", "slotdiffusion")
-    assert ran == {f"eval_seg_shapes_{m}_seed0" for m in models} | {f"table_shapes_{m}" for m in models} | {"table_shapes"}
+    per_model = ("eval_seg", "eval_recon", "eval_comp_gen", "fvd_recon", "fvd_comp")
+    assert ran == ({f"{stage}_shapes_{m}_seed0" for stage in per_model for m in models}
+                   | {f"table_shapes_{m}" for m in models} | {"table_shapes"})
     assert "Data and pipelines are up to date" in _run([sys.executable, "-m", "dvc", "repro"], project)

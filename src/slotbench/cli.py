@@ -19,6 +19,10 @@ stages (each reads params/ and writes the files named):
   train       train a slot model (resumes by itself)   -> results/{dataset}/{model}/seed{S}/model.pt, train.json
               (STEVE and SlotDiffusion read their tokenizer's model.pt)
   eval-seg    FG-ARI / mIoU / mBO on full videos        -> results/{dataset}/{model}/seed{S}/seg.json
+  eval-recon  decode slots back to videos: MSE, PSNR,   -> .../recon.json, .../eval/{gt,recon}_vids/
+              SSIM, LPIPS
+  eval-comp-gen  decode slots composed across videos    -> .../comp_gen.json, .../eval/comp_vids/
+  fvd         FVD of the reconstructed / composed videos -> .../fvd_recon.json, .../fvd_comp.json
   table       collect metrics into CSV tables          -> results/{dataset}/{model}/table.csv, results/{dataset}/table.csv
 utilities:
   params      print the resolved parameters of a (dataset, model) pair
@@ -49,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, model=True, seed=True)
     p = sub.add_parser("eval-seg", help="segmentation metrics of a trained model -> seg.json")
     _add_common(p, model=True, seed=True)
+    p = sub.add_parser("eval-recon", help="reconstruction metrics and videos of a trained model -> recon.json")
+    _add_common(p, model=True, seed=True)
+    p = sub.add_parser("eval-comp-gen", help="videos from slots composed across a batch -> comp_gen.json")
+    _add_common(p, model=True, seed=True)
+    p = sub.add_parser("fvd", help="FVD of reconstructed (--kind recon) or composed (--kind comp) videos")
+    _add_common(p, model=True, seed=True)
+    p.add_argument("--kind", required=True, choices=["recon", "comp"])
     p = sub.add_parser("table", help="CSV table of one model (all seeds) or of a dataset (all models)")
     _add_common(p)
     p.add_argument("--model", help="one model's table; without it, the dataset's table of every grid model")
@@ -112,6 +123,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = run_eval_seg(cfg["eval"], cfg["runtime"], paths.CHECKPOINT.format(**fmt),
                               paths.DATA_DIR.format(dataset=args.dataset), paths.SEG_METRICS.format(**fmt), progress)
         print({k: result[k] for k in ("FG-ARI", "mIoU", "mBO", "num_videos")})
+    elif args.command in ("eval-recon", "eval-comp-gen"):
+        from .evaluation.reconstruction import run_eval_comp_gen, run_eval_recon
+
+        cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
+        recon = args.command == "eval-recon"
+        result = (run_eval_recon if recon else run_eval_comp_gen)(
+            cfg["eval"], cfg["runtime"], paths.CHECKPOINT.format(**fmt), paths.DATA_DIR.format(dataset=args.dataset),
+            (paths.RECON_METRICS if recon else paths.COMP_GEN_RECORD).format(**fmt), paths.VIDEO_ROOT.format(**fmt),
+            progress)
+        print({k: result[k] for k in ("MSE", "PSNR", "SSIM", "LPIPS", "num_videos") if k in result})
+    elif args.command == "fvd":
+        from .evaluation.fvd import run_fvd
+
+        cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
+        record = (paths.RECON_METRICS if args.kind == "recon" else paths.COMP_GEN_RECORD).format(**fmt)
+        result = run_fvd(cfg["fvd"], args.kind, record, paths.FVD_METRICS.format(kind=args.kind, **fmt), progress)
+        print({"FVD": result["FVD"], "kind": args.kind})
     elif args.command == "table":
         _table(args)
     elif args.command == "params":
@@ -141,13 +171,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _table(args: argparse.Namespace) -> None:
     from . import config
-    from .table import dataset_table, model_table, write_table
+    from .table import dataset_table, model_table, run_files, write_table
 
     config.resolve_dataset(args.dataset, args.params_dir)  # a clear error for an unknown dataset
     grid = config.load_grid(args.params_dir)
     if args.model:
-        seg = {s: paths.SEG_METRICS.format(dataset=args.dataset, model=args.model, seed=s) for s in grid["seeds"]}
-        frame = model_table(args.dataset, args.model, seg)
+        runs = {s: {"dataset": args.dataset, "model": args.model, "seed": s} for s in grid["seeds"]}
+        frame = model_table(args.dataset, args.model, {s: run_files(fmt) for s, fmt in runs.items()})
         out = paths.MODEL_TABLE.format(dataset=args.dataset, model=args.model)
     else:
         frame = dataset_table([paths.MODEL_TABLE.format(dataset=args.dataset, model=m) for m in grid["models"]])

@@ -20,6 +20,10 @@ RUN_DIR = "results/{dataset}/{model}/seed{seed}"
 CHECKPOINT = RUN_DIR + "/model.pt"
 TRAIN_SUMMARY = RUN_DIR + "/train.json"
 SEG_METRICS = RUN_DIR + "/seg.json"
+RECON_METRICS = RUN_DIR + "/recon.json"
+COMP_GEN_RECORD = RUN_DIR + "/comp_gen.json"
+VIDEO_ROOT = RUN_DIR + "/eval"          # gt_vids/, recon_vids/, comp_vids/ (StyleGAN-V frame folders)
+FVD_METRICS = RUN_DIR + "/fvd_{kind}.json"  # kind: recon | comp
 MODEL_TABLE = "results/{dataset}/{model}/table.csv"
 DATASET_TABLE = "results/{dataset}/table.csv"
 LOG = "logs/{stage}/{name}.log"
@@ -31,13 +35,19 @@ _TRAINING_CODE = ("io.py", "runtime.py", "config/*.py", "data/dataset.py", "data
 
 #: Source files (globs relative to the package) whose change must re-run a stage.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "export": ("io.py", "config/*.py", "data/export.py", "data/storage.py", "data/synthetic.py"),
+    "export": ("io.py", "config/*.py", "data/export.py", "data/storage.py", "data/synthetic.py", "data/movi_*.py"),
     "tokenizer": _TRAINING_CODE,
     "train": _TRAINING_CODE,
     "eval_seg": ("io.py", "runtime.py", "data/dataset.py", "data/storage.py", "models/*.py",
                  "training/checkpoint.py", "training/tasks.py", "evaluation/segmentation.py", "metrics/*.py"),
+    "eval_recon": ("io.py", "runtime.py", "weights.py", "data/dataset.py", "data/storage.py", "models/*.py",
+                   "training/checkpoint.py", "training/tasks.py", "evaluation/reconstruction.py", "metrics/*.py"),
+    "fvd": ("io.py", "weights.py", "evaluation/fvd.py", "metrics/fvd.py", "metrics/frechet.py"),
     "table": ("io.py", "table.py"),
 }
+
+
+STAGE_CODE["eval_comp_gen"] = STAGE_CODE["eval_recon"]
 
 
 def stage_code(stage: str, root: str | Path | None = None) -> list[str]:

@@ -19,6 +19,7 @@ def _names(kind):
 
 
 wildcard_constraints:
+    kind="recon|comp",
     dataset="|".join(_names("datasets")),
     model="|".join(_names("models")),
     tokenizer="|".join(_names("tokenizers")),
@@ -56,8 +57,19 @@ def train_params(wildcards):
     return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), "train"))
 
 
-def eval_seg_params(wildcards):
+def eval_params(wildcards):
+    """The ``eval`` section (shared by eval_seg, eval_recon and eval_comp_gen)."""
     return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), "eval_seg"))
+
+
+def fvd_params(wildcards):
+    return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), "fvd"))
+
+
+def fvd_record(wildcards):
+    """The evaluation record whose videos the FVD compares with the ground truth."""
+    pattern = paths.RECON_METRICS if wildcards.kind == "recon" else paths.COMP_GEN_RECORD
+    return pattern.format(dataset=wildcards.dataset, model=wildcards.model, seed=wildcards.seed)
 
 
 def code(stage):

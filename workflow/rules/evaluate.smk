@@ -6,7 +6,7 @@ rule eval_seg:
     output:
         seg=paths.SEG_METRICS,
     params:
-        config=eval_seg_params,
+        config=eval_params,
     resources:
         gpu=1,
     log:
@@ -14,3 +14,58 @@ rule eval_seg:
     shell:
         "{PYTHON} -m slotbench eval-seg --dataset {wildcards.dataset} --model {wildcards.model}"
         " --seed {wildcards.seed} 2>&1 | tee {log}"
+
+
+rule eval_recon:
+    input:
+        checkpoint=paths.CHECKPOINT,
+        meta=paths.DATA_META,
+        code=code("eval_recon"),
+    output:
+        record=paths.RECON_METRICS,
+    params:
+        config=eval_params,
+    resources:
+        gpu=1,
+    log:
+        "logs/eval_recon/{dataset}_{model}_seed{seed}.log",
+    shell:
+        "{PYTHON} -m slotbench eval-recon --dataset {wildcards.dataset} --model {wildcards.model}"
+        " --seed {wildcards.seed} 2>&1 | tee {log}"
+
+
+rule eval_comp_gen:
+    input:
+        checkpoint=paths.CHECKPOINT,
+        meta=paths.DATA_META,
+        gt_frames=paths.RECON_METRICS,  # eval_recon writes the ground-truth frames first
+        code=code("eval_comp_gen"),
+    output:
+        record=paths.COMP_GEN_RECORD,
+    params:
+        config=eval_params,
+    resources:
+        gpu=1,
+    log:
+        "logs/eval_comp_gen/{dataset}_{model}_seed{seed}.log",
+    shell:
+        "{PYTHON} -m slotbench eval-comp-gen --dataset {wildcards.dataset} --model {wildcards.model}"
+        " --seed {wildcards.seed} 2>&1 | tee {log}"
+
+
+rule fvd:
+    input:
+        record=fvd_record,
+        gt_frames=paths.RECON_METRICS,
+        code=code("fvd"),
+    output:
+        fvd=paths.FVD_METRICS,
+    params:
+        config=fvd_params,
+    resources:
+        gpu=1,
+    log:
+        "logs/fvd/{dataset}_{model}_seed{seed}_{kind}.log",
+    shell:
+        "{PYTHON} -m slotbench fvd --dataset {wildcards.dataset} --model {wildcards.model}"
+        " --seed {wildcards.seed} --kind {wildcards.kind} 2>&1 | tee {log}"

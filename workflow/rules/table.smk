@@ -6,6 +6,8 @@ localrules:
 rule table_model:
     input:
         seg=expand(paths.SEG_METRICS, seed=GRID["seeds"], allow_missing=True),
+        recon=expand(paths.RECON_METRICS, seed=GRID["seeds"], allow_missing=True),
+        fvd=expand(paths.FVD_METRICS, seed=GRID["seeds"], kind=["recon", "comp"], allow_missing=True),
         code=code("table"),
     output:
         table=paths.MODEL_TABLE,

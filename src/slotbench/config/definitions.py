@@ -189,6 +189,19 @@ EVAL = {
     "batch_size": integer(1),
     "num_videos": optional(integer(1)),
     "chunk_len": integer(1),
+    "recon_batch_size": integer(1),
+    "comp_batch_size": integer(2),
+    "sampler": one_of("dpm++", "ddim", "ddpm"),
+    "sampler_steps": optional(integer(1)),
+    "seed": integer(0),
+    "save_videos": boolean(),
+    "lpips": boolean(),
+}
+
+FVD = {
+    "stylegan_v_checkout": optional(string()),
+    "detector_path": optional(string()),
+    "seed": integer(0),
 }
 
 RUNTIME = {
@@ -214,6 +227,7 @@ RESOLVED = {
     "model": MODEL,
     "train": TRAIN,
     "eval": EVAL,
+    "fvd": FVD,
     "runtime": RUNTIME,
     "tracking": TRACKING,
 }
@@ -231,7 +245,7 @@ RESOLVED_TOKENIZER = {
 _PER_PAIR = {"model": MODEL, "train": TRAIN, "eval": EVAL}
 _PER_TOKENIZER = {"tokenizer": TOKENIZER, "train": TRAIN}
 
-DEFAULTS_FILE = {"grid": GRID, "train": TRAIN, "eval": EVAL, "runtime": RUNTIME, "tracking": TRACKING}
+DEFAULTS_FILE = {"grid": GRID, "train": TRAIN, "eval": EVAL, "fvd": FVD, "runtime": RUNTIME, "tracking": TRACKING}
 DATASET_FILE = {"profile": string(), "dataset": DATASET}
 MODEL_FILE = {"model": MODEL, "train": TRAIN, "eval": EVAL, "per_dataset": MapOf(_PER_PAIR)}
 TOKENIZER_FILE = {**_PER_TOKENIZER, "per_dataset": MapOf(_PER_TOKENIZER)}

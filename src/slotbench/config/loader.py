@@ -36,6 +36,9 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "tokenizer": ("dataset", "tokenizer", "train"),
     "train": ("dataset", "model", "train"),
     "eval_seg": ("eval",),
+    "eval_recon": ("eval",),
+    "eval_comp_gen": ("eval",),
+    "fvd": ("fvd",),
 }
 
 

@@ -13,20 +13,25 @@ no clamping, no resizing)::
          1x1 conv C_k -> 1 without bias (the v0.1 head), mean over H x W
     distance = sum over the 5 taps                                       -> [B]
 
-Weights, both checked by SHA-256 before use and loaded with ``torch.load(weights_only=True)``:
+Weights, both checked by SHA-256 before use and loaded with ``torch.load(weights_only=True)``;
+both are located by :func:`slotbench.weights.find_weights` (which also downloads a missing
+file from its public address unless ``$SLOTBENCH_OFFLINE`` is set):
 
 1. VGG-16 backbone: torchvision's ImageNet state dict ``vgg16-397923af.pth`` (keys
    ``features.N.weight/bias``; the classifier is ignored), public address
-   :data:`VGG16_URL`. Looked up, in order, at: an explicit path, then
-   ``$SLOTBENCH_WEIGHTS/vgg16-397923af.pth``, then torch hub's cache
+   :data:`VGG16_URL`. Looked up, in order, at: an explicit path (used alone), then
+   ``$SLOTBENCH_WEIGHTS/vgg16-397923af.pth`` (``SLOTBENCH_WEIGHTS`` defaults to
+   ``~/.cache/slotbench/weights``), then torch hub's cache
    ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth`` (``TORCH_HOME`` defaults to
-   ``$XDG_CACHE_HOME/torch``, i.e. ``~/.cache/torch``, as torch itself). An explicit path
-   is used alone (no fall-back to another file).
+   ``$XDG_CACHE_HOME/torch``, i.e. ``~/.cache/torch``, as torch itself). A download goes to
+   the first writable of the two directories.
 2. Linear heads: the ``lpips`` package's ``lpips/weights/v0.1/vgg.pth`` (keys
-   ``lin{0..4}.model.1.weight``, ``[1, C, 1, 1]``): an explicit path, else the installed
-   package's file (found with ``importlib.util.find_spec`` without importing the package,
-   which would import torchvision; ``pip install --no-deps lpips==0.1.4`` is enough), else
-   ``$SLOTBENCH_WEIGHTS/lpips_vgg_v0.1.pth`` (a copy of that file).
+   ``lin{0..4}.model.1.weight``, ``[1, C, 1, 1]``): an explicit path (used alone), else the
+   installed package's file (found with ``importlib.util.find_spec`` without importing the
+   package, which would import torchvision; ``pip install --no-deps lpips==0.1.4`` is
+   enough), else ``$SLOTBENCH_WEIGHTS/lpips_vgg_v0.1.pth`` (a copy of that file), else a
+   download of the same file from the authors' repository (:data:`LPIPS_HEADS_URL`, whose
+   bytes were checked to have the wheel's digest).
 
 Digests: the heads file's full SHA-256 :data:`LPIPS_VGG_V01_SHA256` was computed from the
 ``lpips`` 0.1.4 wheel. For the VGG-16 file only the first 8 hex digits of its SHA-256 are
@@ -36,19 +41,20 @@ be obtained on this project's machines (no network to fetch the 528 MB file), so
 is checked against that prefix only. Record the full digest in :data:`VGG16_SHA256_PREFIX`'s
 place once a verified copy is available (a full 64-hex value is then compared in full).
 
-Missing files raise :class:`MissingWeightsError` (a ``FileNotFoundError``) naming every path
-searched and where to put the file; a digest mismatch raises ``ValueError`` naming the file.
+Missing files raise :class:`MissingWeightsError` (a ``FileNotFoundError``, defined in
+:mod:`slotbench.weights` and re-exported here) naming every path searched, the URL and where
+to put the file; a digest mismatch raises ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from ..weights import MissingWeightsError, check_sha256, find_weights, sha256_file, torch_hub_checkpoints
 
 __all__ = [
     "LPIPS",
@@ -62,6 +68,7 @@ __all__ = [
     "VGG16_URL",
     "VGG16_SHA256_PREFIX",
     "LPIPS_HEADS_FILENAME",
+    "LPIPS_HEADS_URL",
     "LPIPS_VGG_V01_SHA256",
 ]
 
@@ -74,6 +81,12 @@ VGG16_SHA256_PREFIX = "397923af"
 #: File name of a copy of the ``lpips`` package's ``weights/v0.1/vgg.pth`` under ``$SLOTBENCH_WEIGHTS``.
 LPIPS_HEADS_FILENAME = "lpips_vgg_v0.1.pth"
 LPIPS_PACKAGE_HEADS = ("weights", "v0.1", "vgg.pth")
+#: The same file in the authors' repository (commit 082bb24, 2023-12-19; its bytes have
+#: :data:`LPIPS_VGG_V01_SHA256`, checked from a mirror of the repository).
+LPIPS_HEADS_URL = (
+    "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/"
+    "082bb24f84c091ea94de2867d34c4544f68e0963/lpips/weights/v0.1/vgg.pth"
+)
 #: SHA-256 of ``lpips/weights/v0.1/vgg.pth`` in the ``lpips`` 0.1.4 wheel (7,289 bytes).
 LPIPS_VGG_V01_SHA256 = "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"
 
@@ -91,43 +104,16 @@ HEAD_DROPOUT = 0.5
 _DEFAULT = object()  # "use the known digest"
 
 
-class MissingWeightsError(FileNotFoundError):
-    """A weights file the metric needs was not found; the message lists the paths searched."""
-
-
 # ---------------------------------------------------------------------------- files
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_digest(path: Path, expected: str | None, what: str) -> None:
     """Compare ``path``'s SHA-256 with ``expected`` (a full digest, or a prefix of >= 8 hex
     digits); ``None`` skips the check (tests only)."""
-    if expected is None:
-        return
-    expected = expected.lower()
-    if len(expected) < 8:
-        raise ValueError(f"expected SHA-256 of {what} is too short: {expected!r}")
-    actual = sha256_file(path)
-    if not actual.startswith(expected):
-        kind = "" if len(expected) == 64 else f" (known prefix, {len(expected)} hex digits)"
-        raise ValueError(
-            f"{what} {path} has SHA-256 {actual}, expected {expected}{kind}: the file is "
-            f"corrupt or not the right one; replace it"
-        )
+    if expected is not None:
+        check_sha256(path, expected, what)
 
 
 def _torch_hub_checkpoints() -> Path:
-    torch_home = os.environ.get("TORCH_HOME")
-    if not torch_home:
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-        torch_home = os.path.join(cache, "torch")
-    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+    return torch_hub_checkpoints()
 
 
 def _lpips_package_dir() -> Path | None:
@@ -141,61 +127,40 @@ def _lpips_package_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _first_existing(candidates: list[Path], what: str, hint: str) -> Path:
-    for path in candidates:
-        if path.is_file():
-            return path
-    searched = "\n".join(f"  - {p}" for p in candidates)
-    raise MissingWeightsError(f"{what} not found; searched, in order:\n{searched}\n{hint}")
-
-
-def find_vgg16_weights(path: str | Path | None = None) -> Path:
-    """Locate torchvision's ImageNet VGG-16 file (see the module docstring for the order).
+def find_vgg16_weights(path: str | Path | None = None, download: bool = True) -> Path:
+    """Locate torchvision's ImageNet VGG-16 file (see the module docstring for the order),
+    downloading it when absent and allowed. Its digest is checked at load time.
 
     Raises:
         MissingWeightsError: no candidate exists (the message lists them).
     """
-    if path is not None:
-        candidates = [Path(path).expanduser()]
-    else:
-        candidates = []
-        if os.environ.get("SLOTBENCH_WEIGHTS"):
-            candidates.append(Path(os.environ["SLOTBENCH_WEIGHTS"]).expanduser() / VGG16_FILENAME)
-        candidates.append(_torch_hub_checkpoints() / VGG16_FILENAME)
-    hint = (
-        f"LPIPS needs the ImageNet VGG-16 weights of torchvision: download {VGG16_URL} and put "
-        f"it at $SLOTBENCH_WEIGHTS/{VGG16_FILENAME} or {_torch_hub_checkpoints() / VGG16_FILENAME} "
-        f"(torch hub's cache, under $TORCH_HOME), or pass its path explicitly."
+    return find_weights(
+        VGG16_FILENAME, VGG16_URL, VGG16_SHA256_PREFIX, [torch_hub_checkpoints()],
+        explicit_path=path, download=download, verify_existing=False,
+        what=f"VGG-16 weights ({VGG16_FILENAME}) for LPIPS",
+        hint="LPIPS needs the ImageNet VGG-16 weights of torchvision; torch hub's cache is "
+             "under $TORCH_HOME. An explicit path may be passed instead.",
     )
-    return _first_existing(candidates, f"VGG-16 weights ({VGG16_FILENAME})", hint)
 
 
-def find_lpips_heads(path: str | Path | None = None) -> Path:
-    """Locate the LPIPS v0.1 VGG linear heads (see the module docstring for the order).
+def find_lpips_heads(path: str | Path | None = None, download: bool = True) -> Path:
+    """Locate the LPIPS v0.1 VGG linear heads (see the module docstring for the order),
+    downloading them when absent and allowed. Their digest is checked at load time.
 
     Raises:
         MissingWeightsError: no candidate exists (the message lists them).
     """
-    if path is not None:
-        candidates = [Path(path).expanduser()]
-    else:
-        candidates = []
-        package = _lpips_package_dir()
-        if package is not None:
-            candidates.append(package.joinpath(*LPIPS_PACKAGE_HEADS))
-        if os.environ.get("SLOTBENCH_WEIGHTS"):
-            candidates.append(
-                Path(os.environ["SLOTBENCH_WEIGHTS"]).expanduser() / LPIPS_HEADS_FILENAME
-            )
-    hint = (
-        "LPIPS needs its v0.1 VGG linear-head weights: install the lpips package without its "
-        "dependencies (`pip install --no-deps lpips==0.1.4`: only its weight file is read), or "
-        f"copy lpips/weights/v0.1/vgg.pth to $SLOTBENCH_WEIGHTS/{LPIPS_HEADS_FILENAME} "
-        "(SLOTBENCH_WEIGHTS is "
-        + (f"{os.environ['SLOTBENCH_WEIGHTS']!r}" if os.environ.get("SLOTBENCH_WEIGHTS") else "unset")
-        + "), or pass its path explicitly."
+    package = _lpips_package_dir()
+    return find_weights(
+        LPIPS_HEADS_FILENAME, LPIPS_HEADS_URL, LPIPS_VGG_V01_SHA256, (),
+        explicit_path=path, download=download, verify_existing=False,
+        package_files=[package.joinpath(*LPIPS_PACKAGE_HEADS)] if package is not None else [],
+        what="LPIPS v0.1 VGG head weights (vgg.pth)",
+        hint="Alternatively install the lpips package without its dependencies "
+             "(`pip install --no-deps lpips==0.1.4`: only its weight file is read), or copy "
+             f"lpips/weights/v0.1/vgg.pth to $SLOTBENCH_WEIGHTS/{LPIPS_HEADS_FILENAME}, or pass "
+             "its path explicitly.",
     )
-    return _first_existing(candidates, "LPIPS v0.1 VGG head weights (vgg.pth)", hint)
 
 
 def _load(path: Path) -> dict[str, Tensor]:
@@ -206,7 +171,8 @@ def _load(path: Path) -> dict[str, Tensor]:
 
 
 def load_vgg16_features(
-    path: str | Path | None = None, expected_sha256: str | None | object = _DEFAULT
+    path: str | Path | None = None, expected_sha256: str | None | object = _DEFAULT,
+    download: bool = True,
 ) -> dict[str, Tensor]:
     """The ``features.N.weight/bias`` tensors of the VGG-16 file, keyed ``N.weight/bias``.
 
@@ -214,8 +180,9 @@ def load_vgg16_features(
         path: explicit file (else searched, see :func:`find_vgg16_weights`).
         expected_sha256: by default the known digest (prefix); ``None`` skips the check and is
             meant for tests with stand-in weights only.
+        download: allow downloading a missing file (unless ``$SLOTBENCH_OFFLINE`` is set).
     """
-    file = find_vgg16_weights(path)
+    file = find_vgg16_weights(path, download)
     expected = VGG16_SHA256_PREFIX if expected_sha256 is _DEFAULT else expected_sha256
     _check_digest(file, expected, "VGG-16 weights file")  # type: ignore[arg-type]
     state = _load(file)
@@ -226,7 +193,8 @@ def load_vgg16_features(
 
 
 def load_lpips_heads(
-    path: str | Path | None = None, expected_sha256: str | None | object = _DEFAULT
+    path: str | Path | None = None, expected_sha256: str | None | object = _DEFAULT,
+    download: bool = True,
 ) -> list[Tensor]:
     """The five head weights ``[1, C_k, 1, 1]`` (k = 0..4) of the v0.1 VGG file.
 
@@ -234,8 +202,9 @@ def load_lpips_heads(
         path: explicit file (else searched, see :func:`find_lpips_heads`).
         expected_sha256: by default :data:`LPIPS_VGG_V01_SHA256`; ``None`` skips the check
             and is meant for tests with stand-in weights only.
+        download: allow downloading a missing file (unless ``$SLOTBENCH_OFFLINE`` is set).
     """
-    file = find_lpips_heads(path)
+    file = find_lpips_heads(path, download)
     expected = LPIPS_VGG_V01_SHA256 if expected_sha256 is _DEFAULT else expected_sha256
     _check_digest(file, expected, "LPIPS head weights file")  # type: ignore[arg-type]
     state = _load(file)
@@ -301,6 +270,7 @@ class LPIPS(nn.Module):
         *,
         vgg_sha256: str | None | object = _DEFAULT,
         lin_sha256: str | None | object = _DEFAULT,
+        download: bool = True,
     ) -> LPIPS:
         """LPIPS with the ImageNet VGG-16 backbone and the v0.1 heads, frozen, in eval mode.
 
@@ -308,13 +278,16 @@ class LPIPS(nn.Module):
             vgg_path, lin_path: explicit files (else searched, see the module docstring).
             vgg_sha256, lin_sha256: expected digests; by default the known ones. ``None``
                 skips the check: for tests with stand-in weights only.
+            download: allow downloading missing files from their public addresses
+                (never when ``$SLOTBENCH_OFFLINE`` is set); a download is always checked
+                against the known digest.
 
         Raises:
             MissingWeightsError: a file was not found (the message lists the paths searched).
             ValueError: a digest mismatch or a file of the wrong layout.
         """
         model = cls()
-        features = load_vgg16_features(vgg_path, vgg_sha256)
+        features = load_vgg16_features(vgg_path, vgg_sha256, download)
         wanted = model.features.state_dict()
         missing = sorted(set(wanted) - set(features), key=lambda k: int(k.split(".")[0]))
         if missing:
@@ -326,7 +299,7 @@ class LPIPS(nn.Module):
                     f"expected {tuple(tensor.shape)}"
                 )
         model.features.load_state_dict({k: features[k] for k in wanted})
-        for head, weight in zip(model.heads, load_lpips_heads(lin_path, lin_sha256)):
+        for head, weight in zip(model.heads, load_lpips_heads(lin_path, lin_sha256, download)):
             head[1].weight.data.copy_(weight)
         return model.requires_grad_(False).eval()
 
