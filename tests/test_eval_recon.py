@@ -93,7 +93,7 @@ def _direct(state, video, batch_size, chunk_len, compose=False, lpips=None):
     with torch.no_grad():
         for s in range(0, len(video), batch_size):
             x = to_model_input(torch.from_numpy(video[s:s + batch_size]))
-            slots, _ = model.encode_video(x, chunk_len)
+            slots, _ = model.trunk.encode_chunked(x, chunk_len)
             if compose:
                 slots = er.compose_slots(slots)
             pred = model.decode(slots)["recon"]
@@ -230,7 +230,7 @@ def test_recon_stage_steve_greedy_decoding(tmp_path, no_lpips_weights):
     model = restore_model(state).eval()
     with torch.no_grad():
         x = to_model_input(torch.from_numpy(video))
-        slots, _ = model.encode_video(x, cfg["chunk_len"])
+        slots, _ = model.trunk.encode_chunked(x, cfg["chunk_len"])
         pred = model.reconstruct(slots, use_cache=False)  # greedy without the cache: same frames
     recon = read_video_folder(tmp_path / "vids" / "recon_vids")
     expected = to_uint8_frames(pred).numpy()
@@ -298,7 +298,7 @@ def test_recon_stage_slotdiffusion_seeded_dpm_solver(tmp_path, no_lpips_weights)
     with torch.no_grad():
         for s in range(0, n, 2):  # one shared noise per batch, drawn in batch order
             x = to_model_input(torch.from_numpy(video[s:s + 2]))
-            slots, _ = model.encode_video(x, 2)
+            slots, _ = model.trunk.encode_chunked(x, 2)
             preds.append(model.reconstruct(slots, sampler="dpm++", steps=None, same_noise=True, generator=gen))
     expected = to_uint8_frames(torch.cat(preds)).numpy()
     recon = read_video_folder(tmp_path / "vids" / "recon_vids")

@@ -232,7 +232,7 @@ def test_chunked_segment_equals_unchunked():
     with torch.no_grad():
         out = model(video)
     assert torch.equal(seg_full, out["masks"][:, :, :, 0].argmax(dim=2))
-    slots_chunk, attn_chunk = model.encode_video(video, chunk_len=2)
+    slots_chunk, attn_chunk = model.trunk.encode_chunked(video, chunk_len=2)
     torch.testing.assert_close(slots_chunk, out["slots"], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(attn_chunk, out["attn"], rtol=1e-4, atol=1e-5)
 

@@ -237,7 +237,7 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
     for batch in tqdm(loader, desc="reconstruct", unit="batch", disable=not progress, dynamic_ncols=True):
         raw = batch["video"].to(device)
         video = to_model_input(raw)
-        slots, _ = model.encode_video(video, eval_cfg["chunk_len"])
+        slots, _ = model.trunk.encode_chunked(video, eval_cfg["chunk_len"])
         pred = decode_slots(model, slots, sampler, steps, generator)
         scores = recon_metrics(pred.flatten(0, 1), video.flatten(0, 1), lpips_net)
         for name, v in scores.items():
@@ -292,7 +292,7 @@ def run_eval_comp_gen(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | 
     for batch in tqdm(loader, desc="compose", unit="batch", disable=not progress, dynamic_ncols=True):
         raw = batch["video"].to(device)
         indices = batch["index"].tolist()
-        slots, _ = model.encode_video(to_model_input(raw), eval_cfg["chunk_len"])
+        slots, _ = model.trunk.encode_chunked(to_model_input(raw), eval_cfg["chunk_len"])
         if len(indices) < 2 or slots.shape[2] < 2:
             not_composed.extend(indices)
         pred = decode_slots(model, compose_slots(slots), sampler, steps, generator)

@@ -195,12 +195,6 @@ class SAVi(nn.Module):
         return {"loss": img_recon_loss, "img_recon_loss": img_recon_loss}
 
     @torch.no_grad()
-    def encode_video(self, video: Tensor, chunk_len: int) -> tuple[Tensor, Tensor]:
-        """Slots ``[B, T, N, D]`` and attention ``[B, T, N, h*w]`` of a whole video, encoded
-        ``chunk_len`` frames at a time (equal to one pass; see :meth:`SlotTrunk.encode_chunked`)."""
-        return self.trunk.encode_chunked(video, chunk_len)
-
-    @torch.no_grad()
     def segment(self, video: Tensor, chunk_len: int) -> Tensor:
         """Reference SAVi segmentation: argmax over slots of the decoder alpha masks.
 

@@ -152,12 +152,6 @@ class SlotDiffusion(nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def encode_video(self, video: Tensor, chunk_len: int) -> tuple[Tensor, Tensor]:
-        """Slots ``[B, T, N, D]`` and attention ``[B, T, N, h*w]`` of a whole video, encoded
-        ``chunk_len`` frames at a time (equal to one pass; see :meth:`SlotTrunk.encode_chunked`)."""
-        return self.trunk.encode_chunked(video, chunk_len)
-
-    @torch.no_grad()
     def segment(self, video: Tensor, chunk_len: int) -> Tensor:
         """Segmentation from the last Slot Attention map (as STEVE and the original).
 

@@ -475,12 +475,6 @@ class STEVE(nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def encode_video(self, video: Tensor, chunk_len: int) -> tuple[Tensor, Tensor]:
-        """Slots ``[B, T, N, D]`` and attention ``[B, T, N, h'*w']`` of a whole video, encoded
-        ``chunk_len`` frames at a time (equal to one pass; see :meth:`SlotTrunk.encode_chunked`)."""
-        return self.trunk.encode_chunked(video, chunk_len)
-
-    @torch.no_grad()
     def segment(self, video: Tensor, chunk_len: int) -> Tensor:
         """Reference STEVE segmentation: last Slot Attention attention, bilinearly upsampled
         (``align_corners=False``) to ``H x W``, argmax over slots.
