@@ -179,3 +179,32 @@ def test_vqvae_with_perceptual_loss_needs_lpips_weights(project, tiny_data, monk
     cfg = resolve_tokenizer("shapes", "vqvae", project / "params")
     with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
         train(cfg, tiny_data, project / "results" / "vq", seed=0, progress=False)
+
+
+def test_sigterm_checkpoints_and_the_next_run_resumes(project, tiny_data):
+    """What SLURM does before pre-emption: SIGTERM, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    edit_yaml(project / "params" / "profiles" / "tiny.yaml", "train.max_steps", 200)
+    edit_yaml(project / "params" / "profiles" / "tiny.yaml", "train.checkpoint_every", 1000)
+    cmd = [sys.executable, "-m", "slotbench", "train", "--dataset", "shapes", "--model", "savi", "--seed", "0",
+           "--no-progress"]
+    run = project / "results" / "shapes" / "savi" / "seed0"
+    proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = proc.stdout.readline()  # printed when the loop starts
+    assert first.startswith("training shapes/savi/seed0: steps 0..200"), first
+    time.sleep(1.0)  # a few training steps
+    proc.send_signal(signal.SIGTERM)
+    out = first + proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0 and "SIGTERM received: checkpoint of step" in out, out
+    saved = checkpoint.scratch_checkpoints(run / "_work")
+    assert len(saved) == 1 and not (run / "model.pt").exists()
+    step = int(saved[0].stem.split("_")[1])
+    assert 0 < step < 200
+    done = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert done.returncode == 0 and f"resuming from step {step} of 200" in done.stdout, done.stdout + done.stderr
+    assert checkpoint.load(run / "model.pt")["step"] == 200

@@ -121,6 +121,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, prog
     tracker = Tracker(cfg["tracking"], run_name, {**cfg, "seed": seed}, work_dir,
                       tags={"stage": stage, "dataset": dcfg["name"], "model": name})
     stop = _StopRequest()
+    print(f"training {run_name}: steps {step}..{steps} on {device}", flush=True)
     window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
     bar = tqdm(total=steps, initial=step, desc=f"train {run_name}", unit="step", disable=not progress,
                dynamic_ncols=True)
