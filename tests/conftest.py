@@ -63,3 +63,10 @@ def tiny_data(project) -> Path:
     root = project / "data" / "shapes"
     export(resolve_dataset("shapes", project / "params"), root, progress=False)
     return root
+
+
+def reference_config(dataset: str, name: str, tokenizer: bool = False) -> dict:
+    """The resolved reference configuration of ``params/`` for a MOVi dataset and a model or tokenizer."""
+    from slotbench.config import resolve, resolve_tokenizer
+
+    return (resolve_tokenizer if tokenizer else resolve)(dataset, name, REPO / "params")

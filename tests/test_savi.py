@@ -11,22 +11,12 @@ from slotbench.models import SAVi, build_model
 from slotbench.models.common import SoftPositionEmbed, build_grid, count_parameters
 from slotbench.models.slot_attention import SlotAttention
 
-REF_MOVI_E = dict(
-    name="savi",
-    num_slots=15,
-    slot_size=192,
-    slot_mlp_size=384,
-    num_iterations=2,
-    slot_eps=1e-6,
-    encoder=dict(type="resnet18", channels=[64, 128, 256], out_features=192),
-    predictor=dict(num_layers=2, num_heads=4, ffn_dim=768, dropout=0.1),
-    decoder=dict(channels=[192, 64, 64, 64, 64], broadcast_resolution=8, kernel_size=5),
-)
-REF_MOVI_SOLID = copy.deepcopy(REF_MOVI_E)
-REF_MOVI_SOLID["num_slots"] = 12
-REF_MOVI_SOLID["encoder"] = dict(
-    type="cnn", channels=[64, 64, 64, 64], kernel_size=5, strides=[2, 1, 1, 1], out_features=192
-)
+from conftest import reference_config
+
+# the reference configurations come from params/ (the single source of truth), so these tests
+# also check that params/models/savi.yaml reproduces the original's parameter counts
+REF_MOVI_E = reference_config("movi_e", "savi")["model"]
+REF_MOVI_SOLID = reference_config("movi_solid", "savi")["model"]
 
 TINY_RESNET = dict(
     name="savi",

@@ -12,27 +12,11 @@ from torch import nn
 from slotbench.models.common import count_parameters
 from slotbench.models.slotdiffusion import SlotDiffusion
 
-UNET_REF = dict(
-    model_channels=128,
-    channel_mult=[1, 2, 3, 4],
-    num_res_blocks=2,
-    attention_resolutions=[8, 4, 2],
-    num_head_channels=32,
-    transformer_depth=1,
-    dropout=0.1,
-)
-DIFFUSION_REF = dict(timesteps=1000, beta_schedule="linear", linear_start=0.0015, linear_end=0.0195)
-REF_MOVI_E = dict(
-    name="slotdiffusion",
-    num_slots=15,
-    slot_size=192,
-    slot_mlp_size=384,
-    num_iterations=2,
-    slot_eps=1e-6,
-    encoder=dict(type="resnet18", channels=[64, 128, 256], out_features=192),
-    predictor=dict(num_layers=2, num_heads=4, ffn_dim=768, dropout=0.1),
-    decoder=dict(unet=UNET_REF, diffusion=DIFFUSION_REF),
-)
+from conftest import reference_config
+
+# the reference configuration comes from params/ (the single source of truth)
+REF_MOVI_E = reference_config("movi_e", "slotdiffusion")["model"]
+DIFFUSION_REF = REF_MOVI_E["decoder"]["diffusion"]
 TINY = dict(
     name="slotdiffusion",
     num_slots=3,

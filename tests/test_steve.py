@@ -13,23 +13,12 @@ from slotbench.models import STEVE, build_model, build_tokenizer
 from slotbench.models.common import count_parameters
 from slotbench.models.steve import STEVETransformerDecoder, explicit_attention
 
-REF_DVAE = dict(name="dvae", vocab_size=4096, hidden_channels=64)
-REF_MOVI_E = dict(
-    name="steve",
-    num_slots=15,
-    slot_size=192,
-    slot_mlp_size=384,
-    num_iterations=2,
-    slot_eps=1e-6,
-    encoder=dict(type="resnet18", channels=[64, 128, 256], out_features=192),
-    predictor=dict(num_layers=2, num_heads=4, ffn_dim=768, dropout=0.1),
-    decoder=dict(num_layers=8, num_heads=4, d_model=192, dropout=0.1),
-)
-REF_MOVI_SOLID = copy.deepcopy(REF_MOVI_E)
-REF_MOVI_SOLID["num_slots"] = 12
-REF_MOVI_SOLID["encoder"] = dict(
-    type="cnn", channels=[64, 64, 64, 64], kernel_size=5, strides=[2, 1, 1, 1], out_features=192
-)
+from conftest import reference_config
+
+# the reference configurations come from params/ (the single source of truth)
+REF_DVAE = reference_config("movi_e", "dvae", tokenizer=True)["tokenizer"]
+REF_MOVI_E = reference_config("movi_e", "steve")["model"]
+REF_MOVI_SOLID = reference_config("movi_solid", "steve")["model"]
 
 TINY_DVAE = dict(name="dvae", vocab_size=32, hidden_channels=16)
 TINY = dict(
