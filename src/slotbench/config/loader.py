@@ -145,14 +145,8 @@ def tokenizer_layers(dataset: str, tokenizer: str, params_dir: str | Path = "par
 
 def resolve_tokenizer(dataset: str, tokenizer: str, params_dir: str | Path = "params") -> dict:
     """The complete, validated configuration of one (dataset, tokenizer) pair."""
-    merged = _merge_layers(tokenizer_layers(dataset, tokenizer, params_dir), defs.RESOLVED_TOKENIZER)
-    where = f"params of ({dataset}, {tokenizer})"
-    validate(merged, defs.RESOLVED_TOKENIZER, partial=False, where=where)
-    _check_dataset(merged["dataset"], where)
-    _check_train(merged, where)
-    if merged["tokenizer"]["name"] != tokenizer:
-        raise ParamsError(f"{where}: tokenizer.name is {merged['tokenizer']['name']!r}, expected {tokenizer!r}")
-    return {section: merged[section] for section in defs.RESOLVED_TOKENIZER}
+    return _resolve_pair(tokenizer_layers(dataset, tokenizer, params_dir), defs.RESOLVED_TOKENIZER,
+                         "tokenizer", tokenizer, f"params of ({dataset}, {tokenizer})")
 
 
 def resolve_dataset(dataset: str, params_dir: str | Path = "params") -> dict:
@@ -169,14 +163,19 @@ def resolve_dataset(dataset: str, params_dir: str | Path = "params") -> dict:
 
 def resolve(dataset: str, model: str, params_dir: str | Path = "params") -> dict:
     """The complete, validated configuration of one (dataset, model) pair."""
-    merged = _merge_layers(pair_layers(dataset, model, params_dir), defs.RESOLVED)
-    where = f"params of ({dataset}, {model})"
-    validate(merged, defs.RESOLVED, partial=False, where=where)
+    return _resolve_pair(pair_layers(dataset, model, params_dir), defs.RESOLVED, "model", model,
+                         f"params of ({dataset}, {model})")
+
+
+def _resolve_pair(layers: list[Layer], schema: dict, section: str, name: str, where: str) -> dict:
+    """Merge ``layers``, check the result against ``schema`` and that ``section.name`` is ``name``."""
+    merged = _merge_layers(layers, schema)
+    validate(merged, schema, partial=False, where=where)
     _check_dataset(merged["dataset"], where)
     _check_train(merged, where)
-    if merged["model"]["name"] != model:
-        raise ParamsError(f"{where}: model.name is {merged['model']['name']!r}, expected {model!r}")
-    return {section: merged[section] for section in defs.RESOLVED}
+    if merged[section]["name"] != name:
+        raise ParamsError(f"{where}: {section}.name is {merged[section]['name']!r}, expected {name!r}")
+    return {key: merged[key] for key in schema}
 
 
 def stage_params(config: dict, stage: str) -> dict:
