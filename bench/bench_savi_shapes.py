@@ -31,16 +31,10 @@ from slotbench.data.dataset import VideoDataset, to_model_input
 from slotbench.training import checkpoint
 from slotbench.training.tasks import restore_model
 from slotbench.visualize import colour_ids, make_grid, match_to_gt, save_png
+from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def _stage(scratch: Path, *args: str) -> float:
@@ -100,7 +94,7 @@ def main() -> None:
     result = {
         "benchmark": "SAVi on the embedded shapes data, longer run",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "dataset": args.dataset, "steps": args.steps, "batch_size": profile["train"]["batch_size"],
         "FG-ARI": seg["FG-ARI"], "mIoU": seg["mIoU"], "mBO": seg["mBO"], "num_videos": seg["num_videos"],

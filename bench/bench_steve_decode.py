@@ -41,6 +41,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from slotbench.models import build_model, build_tokenizer  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -77,16 +78,6 @@ SMALL = dict(
         decoder=dict(num_layers=4, num_heads=4, d_model=64, dropout=0.1),
     ),
 )
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _build(case: dict):
@@ -310,7 +301,7 @@ def main() -> None:
         "dtype": "float32",
         "machine": {
             "device": "cpu",
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,

@@ -28,22 +28,12 @@ import numpy as np  # noqa: E402
 
 from slotbench.data.synthetic import DEFAULT_CONFIG, generate_split  # noqa: E402
 from slotbench.visualize import colour_ids, make_grid, save_png  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 IMAGES = ROOT / "docs" / "images"
 CASES = [(look, res) for res in (64, 128) for look in ("solid", "textured")]
-
-
-def _cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _pin_one_core() -> str:
@@ -91,7 +81,7 @@ def main() -> None:
     pinning = _pin_one_core()
     machine = {
         "processor": platform.processor(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
