@@ -274,3 +274,34 @@ def test_invalid_configs_raise():
     model = build_model(TINY_RESNET, 32)
     with pytest.raises(ValueError):
         model(_video(res=64))
+
+
+# ---------------------------------------------------------------- slot initialisation
+def test_sampled_slot_init_is_random_in_training_and_reproducible_in_eval():
+    torch.manual_seed(0)
+    model = build_model(_cfg(TINY_CNN, slot_init="sampled"), 32)
+    trunk = model.trunk
+    assert trunk.init_latents.shape == (1, 1, 16) and trunk.init_log_sigma.shape == (1, 1, 16)
+    model.train()
+    first, second = trunk.initial_slots(2), trunk.initial_slots(2)
+    assert first.shape == (2, 3, 16)
+    assert not torch.allclose(first, second)
+    assert not torch.allclose(first[:, 0], first[:, 1])  # slots differ within a video
+    model.eval()
+    assert torch.equal(trunk.initial_slots(2), trunk.initial_slots(2))
+    video = _video()
+    with torch.no_grad():
+        assert torch.equal(model.segment(video, chunk_len=3), model.segment(video, chunk_len=3))
+
+
+def test_sampled_slot_init_gets_gradients():
+    model = build_model(_cfg(TINY_CNN, slot_init="sampled"), 32).train()
+    video = _video()
+    model.loss(video, model(video))["loss"].backward()
+    assert model.trunk.init_latents.grad.abs().sum() > 0
+    assert model.trunk.init_log_sigma.grad.abs().sum() > 0
+
+
+def test_unknown_slot_init_is_refused():
+    with pytest.raises(ValueError, match="slot_init"):
+        build_model(_cfg(TINY_CNN, slot_init="gaussian"), 32)

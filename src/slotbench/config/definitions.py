@@ -83,6 +83,7 @@ _TRUNK = {
     "slot_mlp_size": integer(1),
     "num_iterations": integer(1),
     "slot_eps": number(0.0),
+    "slot_init": one_of("learned", "sampled"),
     "encoder": ENCODER,
     "predictor": {
         "num_layers": integer(0),

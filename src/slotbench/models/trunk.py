@@ -78,7 +78,15 @@ class SlotTrunk(nn.Module):
             nn.ReLU(),
             nn.Linear(self.feature_size, self.feature_size),
         )
-        self.init_latents = nn.Parameter(torch.randn(1, self.num_slots, self.slot_size))
+        self.slot_init = str(cfg.get("slot_init", "learned"))
+        if self.slot_init == "learned":
+            self.init_latents = nn.Parameter(torch.randn(1, self.num_slots, self.slot_size))
+        elif self.slot_init == "sampled":
+            self.init_latents = nn.Parameter(torch.randn(1, 1, self.slot_size))
+            self.init_log_sigma = nn.Parameter(torch.zeros(1, 1, self.slot_size))
+            nn.init.xavier_uniform_(self.init_log_sigma)
+        else:
+            raise ValueError(f"slot_init must be 'learned' or 'sampled', got {self.slot_init!r}")
         self.slot_attention = SlotAttention(
             in_features=self.feature_size,
             slot_size=self.slot_size,
@@ -120,8 +128,23 @@ class SlotTrunk(nn.Module):
         return rearrange(x, "(b t) m f -> b t m f", b=b, t=t)
 
     def initial_slots(self, batch_size: int) -> Tensor:
-        """The learned initial slots repeated over the batch, ``[B, N, D]``."""
-        return repeat(self.init_latents, "1 n d -> b n d", b=batch_size)
+        """The initial slots of frame 0, ``[B, N, D]``.
+
+        ``learned`` (the reference): the learned ``init_latents [1, N, D]`` repeated over the
+        batch. ``sampled`` (the original Slot Attention): ``mu + exp(log_sigma) * eps`` with
+        ``eps ~ N(0, 1)`` per video and slot; the global RNG in training, a generator seeded
+        with 0 in ``eval()`` mode so that evaluation is reproducible.
+        """
+        if self.slot_init == "learned":
+            return repeat(self.init_latents, "1 n d -> b n d", b=batch_size)
+        shape = (batch_size, self.num_slots, self.slot_size)
+        mu = self.init_latents
+        if self.training:
+            noise = torch.randn(shape, device=mu.device, dtype=mu.dtype)
+        else:
+            generator = torch.Generator(device=mu.device).manual_seed(0)
+            noise = torch.randn(shape, device=mu.device, dtype=mu.dtype, generator=generator)
+        return mu + self.init_log_sigma.exp() * noise
 
     def predict(self, slots: Tensor) -> Tensor:
         """Transition ``[B, N, D] -> [B, N, D]``: the initial slots of the next frame."""
