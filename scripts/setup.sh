@@ -5,6 +5,8 @@
 #     (e.g. .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cu124);
 #     an already-installed torch is kept.
 #   - then the project itself, editable, with the test extras, and the `lpips` package's weight files.
+#   - SLOTBENCH_EXTRAS=movi (comma-separated extras) adds optional extras: `movi` installs
+#     TensorFlow + TensorFlow Datasets for the MOVi-D/E export and its tests (.ci/run sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,7 +17,7 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test${SLOTBENCH_EXTRAS:+,$SLOTBENCH_EXTRAS}]"
 # LPIPS's linear heads ship inside the `lpips` package; its import needs torchvision, which
 # slotbench does not use, so only its files are installed (slotbench has its own LPIPS network).
 .venv/bin/python -m pip install --quiet --no-deps "lpips==0.1.4"
