@@ -52,8 +52,9 @@ def record(split: str, index: int, frames: int, resolution: int) -> dict:
     }
 
 
-def make_builder_class(name: str, resolution: int, frames: int, splits: dict[str, int]):
-    """A ``GeneratorBasedBuilder`` subclass registered under ``name`` (``movi_d`` / ``movi_e``)."""
+def make_builder_class(name: str, resolution: int, frames: int, splits: dict[str, int], make_record=record):
+    """A ``GeneratorBasedBuilder`` subclass registered under ``name`` (``movi_d`` / ``movi_e``)
+    whose records are ``make_record(split, index, frames, resolution)`` (default :func:`record`)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -79,7 +80,7 @@ def make_builder_class(name: str, resolution: int, frames: int, splits: dict[str
 
         def _generate_examples(self, split, n):
             for index in range(n):
-                rec = record(split, index, frames, resolution)
+                rec = make_record(split, index, frames, resolution)
                 rec["instances"] = [{"mass": m} for m in rec["instances"]["mass"]]
                 yield f"{split}_{index:06d}", rec
 
@@ -87,11 +88,12 @@ def make_builder_class(name: str, resolution: int, frames: int, splits: dict[str
     return type(class_name, (_MoviFixture,), {"__module__": __name__})
 
 
-def prepare(data_dir: str, name: str, resolution: int, frames: int, splits: dict[str, int]) -> None:
+def prepare(data_dir: str, name: str, resolution: int, frames: int, splits: dict[str, int],
+            make_record=record) -> None:
     """Write ``{data_dir}/{name}/{R}x{R}/1.0.0/`` (dataset_info.json, features.json, tfrecords)."""
     import tensorflow_datasets as tfds
 
-    cls = make_builder_class(name, resolution, frames, splits)
+    cls = make_builder_class(name, resolution, frames, splits, make_record)
     builder = cls(data_dir=data_dir, config=f"{resolution}x{resolution}")
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))

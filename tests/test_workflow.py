@@ -109,5 +109,57 @@ def test_dvc_repro_runs_the_same_stages_and_reruns_only_stale_ones(tmp_path):
     models = ("savi", "steve", "slotdiffusion")
     per_model = ("eval_seg", "eval_recon", "eval_comp_gen", "fvd_recon", "fvd_comp")
     assert ran == ({f"{stage}_shapes_{m}_seed0" for stage in per_model for m in models}
-                   | {f"table_shapes_{m}" for m in models} | {"table_shapes"})
+                   | {f"table_shapes_{m}" for m in models} | {"table_shapes", "report_shapes"})
     assert "Data and pipelines are up to date" in _run([sys.executable, "-m", "dvc", "repro"], project)
+
+
+def _planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = []
+    for line in dry_run_output.splitlines():
+        if line.startswith("rule "):
+            jobs.append((line.split()[1].rstrip(":"), {}))
+        elif line.strip().startswith("wildcards:") and jobs:
+            jobs[-1][1].update(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
+    return jobs
+
+
+def test_seeds_fan_out_and_a_new_seed_runs_only_its_own_stages(tmp_path):
+    project = _project(tmp_path)
+    _snakemake(project, TARGET)
+    first_model = (project / "results/shapes/savi/seed0/model.pt").stat().st_mtime_ns
+
+    edit_yaml(project / "params/defaults.yaml", "grid.seeds", [0, 1])
+    planned = _planned_jobs(_snakemake(project, "-n", TARGET))
+    assert {rule for rule, wc in planned if wc.get("seed") != "1"} == {"table_model"}
+    assert {rule for rule, wc in planned if wc.get("seed") == "1"} == {"train"} | EVALUATION - {"table_model"}
+    _snakemake(project, TARGET)
+    assert (project / "results/shapes/savi/seed0/model.pt").stat().st_mtime_ns == first_model
+    table = pd.read_csv(project / TARGET, dtype={"seed": str})
+    assert list(table["seed"]) == ["0", "1", "mean", "std"]
+    assert table.loc[2, "FG-ARI"] == pytest.approx(table.loc[:1, "FG-ARI"].mean(), rel=1e-3)
+    assert table.loc[3, "FG-ARI"] == pytest.approx(table.loc[:1, "FG-ARI"].std(ddof=1), rel=1e-3, abs=1e-4)
+
+
+def test_slurm_profile_resolves_resources_for_the_movi_e_slotdiffusion_dag(tmp_path):
+    """A dry run through snakemake-executor-plugin-slurm: each job's GPUs, CPUs, memory and time from params."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    project = _project(tmp_path)
+    target = "results/movi_e/slotdiffusion/table.csv"
+    edit_yaml(project / "params/defaults.yaml", "resources.train.processes", 2)
+    out = _snakemake(project, "-n", "-p", "--workflow-profile", "workflow/profiles/slurm", target)
+    resources = {}
+    for block in out.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        line = next(l for l in block.splitlines() if l.strip().startswith("resources:"))
+        resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
+    assert set(resources) == {"export", "tokenizer", "train", "eval_seg", "eval_recon", "eval_comp_gen", "fvd",
+                              "table_model"}
+    expected = {"export": ("0", "4", "16000", "240"), "tokenizer": ("1", "8", "32000", "2880"),
+                "train": ("2", "16", "32000", "2880"), "eval_seg": ("1", "8", "32000", "240"),
+                "fvd": ("1", "4", "16000", "60")}
+    for rule, (gpu, cpus, mem, runtime) in expected.items():
+        got = resources[rule]
+        assert (got["gpu"], got["cpus_per_task"], got["mem_mb"], got["runtime"]) == (gpu, cpus, mem, runtime), rule
+    assert "torch.distributed.run --standalone --nproc-per-node 2 -m slotbench train --dataset movi_e" in out
+    assert "-m slotbench tokenizer --dataset movi_e --tokenizer vqvae" in out

@@ -24,7 +24,9 @@ stages (each reads params/ and writes the files named):
   eval-comp-gen  decode slots composed across videos    -> .../comp_gen.json, .../eval/comp_vids/
   fvd         FVD of the reconstructed / composed videos -> .../fvd_recon.json, .../fvd_comp.json
   table       collect metrics into CSV tables          -> results/{dataset}/{model}/table.csv, results/{dataset}/table.csv
+  report      HTML page: table, videos, slots, curves  -> results/{dataset}/report.html, .../seed{S}/curves/*.csv
 utilities:
+  import-original  convert an original SlotDiffusion / nerv checkpoint into model.pt (or set `init` in params)
   params      print the resolved parameters of a (dataset, model) pair
   dvc-yaml    write dvc.yaml from params/ (the same stages as the Snakefile)
 """
@@ -63,13 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="CSV table of one model (all seeds) or of a dataset (all models)")
     _add_common(p)
     p.add_argument("--model", help="one model's table; without it, the dataset's table of every grid model")
+    p = sub.add_parser("report", help="HTML report of a dataset: table, videos, slots, curves, versions")
+    _add_common(p)
+    p.add_argument("--videos", type=int, default=3, help="evaluation videos shown (default: %(default)s)")
     p = sub.add_parser("params", help="print the resolved parameters (YAML)")
     _add_common(p)
     p.add_argument("--model", help="resolve a (dataset, model) pair; without it, the dataset section only")
     p.add_argument("--tokenizer", help="resolve a (dataset, tokenizer) pair")
+    p = sub.add_parser("import-original", help="convert a checkpoint of the original SlotDiffusion code -> model.pt")
+    p.add_argument("--model", required=True, choices=["savi", "steve", "slotdiffusion", "vqvae", "dvae"],
+                   help="the network the checkpoint holds (STEVE / SlotDiffusion files include their tokenizer)")
+    p.add_argument("--dataset", required=True, help="the dataset whose params describe the checkpoint (movi_d, movi_e, "
+                   "movi_solid, movi_tex: the reference configurations)")
+    p.add_argument("--params-dir", default=paths.PARAMS_DIR, help="parameter folder (default: %(default)s)")
+    p.add_argument("src", help="the original checkpoint: a nerv training checkpoint or a bare state dict")
+    p.add_argument("out", help="the slotbench checkpoint to write (the format of the tokenizer / train stages)")
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml for the grid in params/defaults.yaml")
     p.add_argument("--params-dir", default=paths.PARAMS_DIR)
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is out of date instead of writing")
+    from .cli_help import describe
+
+    describe(sub)
     return parser
 
 
@@ -78,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime import DeviceError
 
     try:
+        from .preflight import check_inputs
+
+        check_inputs(args)
         return _dispatch(args)
-    except (ValueError, DeviceError, FileNotFoundError, NotImplementedError) as err:
-        # ParamsError and DataError are ValueErrors; SLOTBENCH_DEBUG=1 shows the traceback
+    except (ValueError, DeviceError, FileNotFoundError, NotImplementedError, FloatingPointError) as err:
+        # ParamsError, DataError and corrupt files are ValueErrors, a NaN/Inf loss a FloatingPointError;
+        # SLOTBENCH_DEBUG=1 shows the traceback
         if os.environ.get("SLOTBENCH_DEBUG"):
             raise
         print(f"slotbench {args.command}: error: {err}", file=sys.stderr)
@@ -100,21 +120,33 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .training.loop import train
 
         cfg = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir)
+        if cfg["tokenizer"]["init"]:  # import the original's checkpoint instead of training
+            from .interop.stage import import_stage
+
+            import_stage(args.tokenizer, args.dataset, cfg["tokenizer"]["init"],
+                         paths.TOKENIZER_DIR.format(dataset=args.dataset, tokenizer=args.tokenizer), args.params_dir)
+            return 0
         summary = train(cfg, paths.DATA_DIR.format(dataset=args.dataset),
                         paths.TOKENIZER_DIR.format(dataset=args.dataset, tokenizer=args.tokenizer),
                         seed=0, progress=progress)
-        print(f"trained {summary['steps']} steps in {summary['wall_time_s']} s; validation: {summary['validation']}")
+        _print_summary(summary)
     elif args.command == "train":
         from .training.loop import train
 
         cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        if cfg["model"]["init"]:  # import the original's checkpoint (tokenizer included) instead of training
+            from .interop.stage import import_stage
+
+            import_stage(args.model, args.dataset, cfg["model"]["init"],
+                         paths.RUN_DIR.format(dataset=args.dataset, model=args.model, seed=args.seed), args.params_dir)
+            return 0
         tokenizer = cfg["model"].get("tokenizer")
         summary = train(cfg, paths.DATA_DIR.format(dataset=args.dataset),
                         paths.RUN_DIR.format(dataset=args.dataset, model=args.model, seed=args.seed),
                         args.seed, progress=progress,
                         tokenizer_checkpoint=tokenizer and paths.TOKENIZER_CHECKPOINT.format(
                             dataset=args.dataset, tokenizer=tokenizer))
-        print(f"trained {summary['steps']} steps in {summary['wall_time_s']} s; validation: {summary['validation']}")
+        _print_summary(summary)
     elif args.command == "eval-seg":
         from .evaluation.segmentation import run_eval_seg
 
@@ -144,6 +176,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         print({"FVD": result["FVD"], "kind": args.kind})
     elif args.command == "table":
         _table(args)
+    elif args.command == "report":
+        import time
+
+        from .report import build_report
+
+        start = time.perf_counter()
+        built = build_report(args.dataset, args.params_dir, args.videos, progress)
+        print(f"wrote {built['report']} ({built['bytes'] / 1e6:.2f} MB; {built['runs']} runs, {built['videos']} videos) "
+              f"in {time.perf_counter() - start:.1f} s")
     elif args.command == "params":
         import yaml
 
@@ -153,7 +194,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             resolved = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir)
         else:
             resolved = {"dataset": config.resolve_dataset(args.dataset, args.params_dir)}
-        print(yaml.safe_dump(resolved, sort_keys=False), end="")
+        from .training.tracking import redact_config
+
+        print(yaml.safe_dump(redact_config(resolved), sort_keys=False), end="")
+    elif args.command == "import-original":
+        from .interop.original import import_original
+
+        origin = import_original(args.model, args.dataset, args.src, args.out, args.params_dir)
+        print(f"wrote {args.out}: {origin['tensors']} in {origin['import_time_s']} s")
     elif args.command == "dvc-yaml":
         from .workflow_dvc import render_dvc_yaml
 
@@ -167,6 +215,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         write_text(target, text)
     return 0
+
+
+def _print_summary(summary: dict) -> None:
+    """The end of a training stage, printed once (by rank 0 under torchrun)."""
+    from .training.distributed import from_environment
+
+    if from_environment().is_main:
+        print(f"trained {summary['steps']} steps in {summary['wall_time_s']} s; validation: {summary['validation']}")
 
 
 def _table(args: argparse.Namespace) -> None:

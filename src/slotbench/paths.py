@@ -26,12 +26,15 @@ VIDEO_ROOT = RUN_DIR + "/eval"          # gt_vids/, recon_vids/, comp_vids/ (Sty
 FVD_METRICS = RUN_DIR + "/fvd_{kind}.json"  # kind: recon | comp
 MODEL_TABLE = "results/{dataset}/{model}/table.csv"
 DATASET_TABLE = "results/{dataset}/table.csv"
+CURVES_TRAIN = RUN_DIR + "/curves/train.csv"  # MLflow history, written by the report stage
+CURVES_VAL = RUN_DIR + "/curves/val.csv"
+REPORT = "results/{dataset}/report.html"
 LOG = "logs/{stage}/{name}.log"
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 _TRAINING_CODE = ("io.py", "runtime.py", "config/*.py", "data/dataset.py", "data/storage.py", "models/*.py",
-                  "training/*.py", "evaluation/segmentation.py", "metrics/*.py")
+                  "training/*.py", "evaluation/segmentation.py", "metrics/*.py", "interop/*.py")
 
 #: Source files (globs relative to the package) whose change must re-run a stage.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
@@ -44,6 +47,8 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
                    "training/checkpoint.py", "training/tasks.py", "evaluation/reconstruction.py", "metrics/*.py"),
     "fvd": ("io.py", "weights.py", "evaluation/fvd.py", "metrics/fvd.py", "metrics/frechet.py"),
     "table": ("io.py", "table.py"),
+    "report": ("io.py", "runtime.py", "visualize.py", "data/dataset.py", "data/storage.py", "models/*.py",
+               "training/checkpoint.py", "training/tasks.py", "training/tracking.py", "report/*.py"),
 }
 
 

@@ -29,15 +29,26 @@ def colour_ids(seg: np.ndarray, num_ids: int | None = None) -> np.ndarray:
     return np.take(id_colours(num_ids or int(seg.max()) + 1), seg, axis=0)
 
 
-def match_to_gt(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Relabel ``pred`` (one video, any shape) so each predicted segment takes the GT id it is
-    matched to by maximum overlap (Hungarian); unmatched segments get ids above the GT range."""
-    g, p = int(gt.max()) + 1, int(pred.max()) + 1
+def match_ids(gt: np.ndarray, pred: np.ndarray, num_pred: int | None = None) -> np.ndarray:
+    """The GT id each predicted id 0..num_pred-1 is matched to by maximum overlap (Hungarian),
+    as an array indexed by predicted id; unmatched ids get ids above the GT range.
+
+    Args:
+        gt, pred: integer ids of one video, the same shape.
+        num_pred: how many predicted ids to map (default ``pred.max() + 1``; e.g. the number of slots).
+    """
+    g, p = int(gt.max()) + 1, max(int(pred.max()) + 1, num_pred or 0)
     overlap = np.bincount(gt.ravel().astype(np.int64) * p + pred.ravel(), minlength=g * p).reshape(g, p)
     rows, cols = linear_sum_assignment(overlap, maximize=True)
     mapping = np.arange(p) + g  # unmatched predicted ids: fresh colours
     mapping[cols] = rows
-    return mapping[pred]
+    return mapping
+
+
+def match_to_gt(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Relabel ``pred`` (one video, any shape) with :func:`match_ids`, so each predicted segment
+    takes the colour of the GT object it overlaps most."""
+    return match_ids(gt, pred)[pred]
 
 
 def make_grid(rows: list[np.ndarray], num_frames: int = 4, scale: int = 2, gap: int = 2) -> np.ndarray:

@@ -13,8 +13,10 @@ from pathlib import Path
 import yaml
 
 from . import paths
-from .config import STAGE_SECTIONS, load_grid, pair_layers, param_sources, resolve, tokenizer_layers
+from .config import (STAGE_SECTIONS, load_grid, load_resources, pair_layers, param_sources, resolve,
+                     resolve_tokenizer, tokenizer_layers)
 from .config.loader import dataset_layers
+from .jobs import command_prefix
 from .table import run_files
 
 HEADER = """\
@@ -27,6 +29,13 @@ HEADER = """\
 def _code(stage: str) -> list[str]:
     root = paths.PACKAGE_DIR.parent.parent
     return [str(Path(p).relative_to(root)) for p in paths.stage_code(stage)]
+
+
+def _sources(init: dict | None, inputs: list[str]) -> list[str]:
+    """What a tokenizer / train stage reads: ``inputs``, or only the original checkpoint that
+    ``init: {from: original, path}`` imports instead of training (STEVE / SlotDiffusion files
+    carry their tokenizer, so that model needs no tokenizer stage)."""
+    return [init["path"]] if init else inputs
 
 
 def _params(sources: dict[Path, list[str]]) -> list:
@@ -46,6 +55,7 @@ def render_dvc_yaml(params_dir: str | Path = paths.PARAMS_DIR) -> str:
     """The text of ``dvc.yaml`` for the grid in ``params_dir/defaults.yaml``."""
     params_dir = Path(params_dir)
     grid = load_grid(params_dir)
+    resources = load_resources(params_dir)  # torchrun for training when resources.*.processes > 1
     stages: dict[str, dict] = {}
     for d in grid["datasets"]:
         _, ds_layers = dataset_layers(d, params_dir)
@@ -57,11 +67,13 @@ def render_dvc_yaml(params_dir: str | Path = paths.PARAMS_DIR) -> str:
             "outs": [data_dir],
         }
         ds_file = params_dir / "datasets" / f"{d}.yaml"
-        tokenizers = {m: resolve(d, m, params_dir)["model"].get("tokenizer") for m in grid["models"]}
+        model_cfgs = {m: resolve(d, m, params_dir)["model"] for m in grid["models"]}
+        tokenizers = {m: None if c["init"] else c.get("tokenizer") for m, c in model_cfgs.items()}
         for t in sorted({t for t in tokenizers.values() if t}):
             stages[f"tokenizer_{d}_{t}"] = {
-                "cmd": f"slotbench tokenizer --dataset {d} --tokenizer {t} --no-progress",
-                "deps": [data_dir, *_code("tokenizer")],
+                "cmd": f"{command_prefix(resources, 'tokenizer')} tokenizer --dataset {d} --tokenizer {t} --no-progress",
+                "deps": [*_sources(resolve_tokenizer(d, t, params_dir)["tokenizer"]["init"], [data_dir]),
+                         *_code("tokenizer")],
                 "params": _params(_with_profile(ds_file, param_sources(tokenizer_layers(d, t, params_dir),
                                                                        STAGE_SECTIONS["tokenizer"]))),
                 "outs": [paths.TOKENIZER_CHECKPOINT.format(dataset=d, tokenizer=t)],
@@ -74,8 +86,8 @@ def render_dvc_yaml(params_dir: str | Path = paths.PARAMS_DIR) -> str:
             for s in grid["seeds"]:
                 fmt = {"dataset": d, "model": m, "seed": s}
                 stages[f"train_{d}_{m}_seed{s}"] = {
-                    "cmd": f"slotbench train --dataset {d} --model {m} --seed {s} --no-progress",
-                    "deps": [data_dir, *tokenizer_ckpt, *_code("train")],
+                    "cmd": f"{command_prefix(resources, 'train')} train --dataset {d} --model {m} --seed {s} --no-progress",
+                    "deps": [*_sources(model_cfgs[m]["init"], [data_dir, *tokenizer_ckpt]), *_code("train")],
                     "params": _params(_with_profile(ds_file, param_sources(layers, STAGE_SECTIONS["train"]))),
                     "outs": [paths.CHECKPOINT.format(**fmt)],
                     "metrics": [{paths.TRAIN_SUMMARY.format(**fmt): {"cache": False}}],
@@ -122,4 +134,42 @@ def render_dvc_yaml(params_dir: str | Path = paths.PARAMS_DIR) -> str:
             "deps": [paths.MODEL_TABLE.format(dataset=d, model=m) for m in grid["models"]] + _code("table"),
             "outs": [{paths.DATASET_TABLE.format(dataset=d): {"cache": False}}],
         }
-    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)
+        stages[f"report_{d}"] = _report_stage(d, grid)
+    plots = [plot for d in grid["datasets"] for plot in _curve_plots(d, grid)]
+    return HEADER + yaml.safe_dump({"stages": stages, "plots": plots}, sort_keys=False, width=120)
+
+
+def _runs(dataset: str, grid: dict) -> list[dict]:
+    return [{"dataset": dataset, "model": m, "seed": s} for m in grid["models"] for s in grid["seeds"]]
+
+
+def _report_stage(dataset: str, grid: dict) -> dict:
+    """``slotbench report``: the page and every run's training curves (plotted by :func:`_curve_plots`)."""
+    deps = [paths.DATASET_TABLE.format(dataset=dataset), paths.DATA_DIR.format(dataset=dataset)]
+    for fmt in _runs(dataset, grid):
+        videos = paths.VIDEO_ROOT.format(**fmt)
+        deps += [paths.CHECKPOINT.format(**fmt), paths.TRAIN_SUMMARY.format(**fmt), f"{videos}/recon_vids",
+                 f"{videos}/comp_vids"]
+    curves = [p.format(**fmt) for fmt in _runs(dataset, grid) for p in (paths.CURVES_TRAIN, paths.CURVES_VAL)]
+    return {
+        "cmd": f"slotbench report --dataset {dataset} --no-progress",
+        "deps": deps + _code("report"),
+        "outs": [{path: {"cache": False}} for path in (paths.REPORT.format(dataset=dataset), *curves)],
+    }
+
+
+#: ``dvc plots show``: (plot id suffix, curves file, column, title).
+CURVE_PLOTS = (("train_loss", paths.CURVES_TRAIN, "loss", "training loss"),
+               ("lr", paths.CURVES_TRAIN, "lr", "learning rate"),
+               ("val_loss", paths.CURVES_VAL, "loss", "validation loss"),
+               ("val_fg_ari", paths.CURVES_VAL, "fg_ari", "validation FG-ARI (%)"),
+               ("val_miou", paths.CURVES_VAL, "miou", "validation mIoU (%)"),
+               ("val_mbo", paths.CURVES_VAL, "mbo", "validation mBO (%)"))
+
+
+def _curve_plots(dataset: str, grid: dict) -> list[dict]:
+    """Top-level plot definitions: one plot per curve, one line per run."""
+    return [{f"{dataset}_{suffix}": {"title": f"{dataset}: {title}", "x": "step", "x_label": "step",
+                                     "y_label": column,
+                                     "y": {pattern.format(**fmt): column for fmt in _runs(dataset, grid)}}}
+            for suffix, pattern, column, title in CURVE_PLOTS]

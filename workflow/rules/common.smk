@@ -7,11 +7,16 @@ import sys
 from pathlib import Path
 
 from slotbench import paths
-from slotbench.config import load_grid, resolve, resolve_dataset, resolve_tokenizer, stage_params
+from slotbench.config import load_grid, load_resources, resolve, resolve_dataset, resolve_tokenizer, stage_params
+from slotbench.jobs import command_prefix, snakemake_resources
 
 PARAMS_DIR = paths.PARAMS_DIR
 GRID = load_grid(PARAMS_DIR)
+RESOURCES = load_resources(PARAMS_DIR)
 PYTHON = sys.executable  # the interpreter running Snakemake (the project's virtual environment)
+# `slotbench`, or torchrun (DDP) when resources.{tokenizer,train}.processes > 1
+TOKENIZER_CMD = command_prefix(RESOURCES, "tokenizer", PYTHON)
+TRAIN_CMD = command_prefix(RESOURCES, "train", PYTHON)
 
 
 def _names(kind):
@@ -27,7 +32,7 @@ wildcard_constraints:
 
 
 def all_targets():
-    return [paths.DATASET_TABLE.format(dataset=d) for d in GRID["datasets"]]
+    return [p.format(dataset=d) for d in GRID["datasets"] for p in (paths.DATASET_TABLE, paths.REPORT)]
 
 
 def _canonical(obj):
@@ -44,10 +49,20 @@ def tokenizer_params(wildcards):
     return _canonical(stage_params(cfg, "tokenizer"))
 
 
+def tokenizer_inputs(wildcards):
+    """The data, or the original checkpoint that `init: {from: original}` imports instead of training."""
+    init = resolve_tokenizer(wildcards.dataset, wildcards.tokenizer, PARAMS_DIR)["tokenizer"]["init"]
+    return {"init": init["path"]} if init else {"meta": paths.DATA_META.format(dataset=wildcards.dataset)}
+
+
 def train_inputs(wildcards):
-    """The data, plus the trained tokenizer for STEVE and SlotDiffusion."""
+    """The data, plus the trained tokenizer for STEVE and SlotDiffusion; or only the original
+    checkpoint (tokenizer included) that `init: {from: original}` imports instead of training."""
+    model = resolve(wildcards.dataset, wildcards.model, PARAMS_DIR)["model"]
+    if model["init"]:
+        return {"init": model["init"]["path"]}
     inputs = {"meta": paths.DATA_META.format(dataset=wildcards.dataset)}
-    tokenizer = resolve(wildcards.dataset, wildcards.model, PARAMS_DIR)["model"].get("tokenizer")
+    tokenizer = model.get("tokenizer")
     if tokenizer:
         inputs["tokenizer"] = paths.TOKENIZER_CHECKPOINT.format(dataset=wildcards.dataset, tokenizer=tokenizer)
     return inputs
@@ -70,6 +85,11 @@ def fvd_record(wildcards):
     """The evaluation record whose videos the FVD compares with the ground truth."""
     pattern = paths.RECON_METRICS if wildcards.kind == "recon" else paths.COMP_GEN_RECORD
     return pattern.format(dataset=wildcards.dataset, model=wildcards.model, seed=wildcards.seed)
+
+
+def job_resources(stage):
+    """GPUs, CPUs, memory and runtime of one job of ``stage`` (params ``resources``; sent to SLURM)."""
+    return snakemake_resources(RESOURCES, stage)
 
 
 def code(stage):

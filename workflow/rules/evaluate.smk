@@ -8,7 +8,7 @@ rule eval_seg:
     params:
         config=eval_params,
     resources:
-        gpu=1,
+        **job_resources("eval_seg"),
     log:
         "logs/eval_seg/{dataset}_{model}_seed{seed}.log",
     shell:
@@ -26,7 +26,7 @@ rule eval_recon:
     params:
         config=eval_params,
     resources:
-        gpu=1,
+        **job_resources("eval_recon"),
     log:
         "logs/eval_recon/{dataset}_{model}_seed{seed}.log",
     shell:
@@ -45,7 +45,7 @@ rule eval_comp_gen:
     params:
         config=eval_params,
     resources:
-        gpu=1,
+        **job_resources("eval_comp_gen"),
     log:
         "logs/eval_comp_gen/{dataset}_{model}_seed{seed}.log",
     shell:
@@ -63,7 +63,7 @@ rule fvd:
     params:
         config=fvd_params,
     resources:
-        gpu=1,
+        **job_resources("fvd"),
     log:
         "logs/fvd/{dataset}_{model}_seed{seed}_{kind}.log",
     shell:

@@ -5,6 +5,8 @@ rule export:
         meta=paths.DATA_META,
     params:
         dataset=export_params,
+    resources:
+        **job_resources("export"),
     log:
         "logs/export/{dataset}.log",
     shell:

@@ -1,6 +1,6 @@
 rule tokenizer:
     input:
-        meta=paths.DATA_META,
+        unpack(tokenizer_inputs),
         code=code("tokenizer"),
     output:
         checkpoint=paths.TOKENIZER_CHECKPOINT,
@@ -9,11 +9,11 @@ rule tokenizer:
         config=tokenizer_params,
     threads: workflow.cores
     resources:
-        gpu=1,
+        **job_resources("tokenizer"),
     log:
         "logs/tokenizer/{dataset}_{tokenizer}.log",
     shell:
-        "{PYTHON} -m slotbench tokenizer --dataset {wildcards.dataset} --tokenizer {wildcards.tokenizer}"
+        "{TOKENIZER_CMD} tokenizer --dataset {wildcards.dataset} --tokenizer {wildcards.tokenizer}"
         " 2>&1 | tee {log}"
 
 
@@ -28,9 +28,9 @@ rule train:
         config=train_params,
     threads: workflow.cores
     resources:
-        gpu=1,
+        **job_resources("train"),
     log:
         "logs/train/{dataset}_{model}_seed{seed}.log",
     shell:
-        "{PYTHON} -m slotbench train --dataset {wildcards.dataset} --model {wildcards.model}"
+        "{TRAIN_CMD} train --dataset {wildcards.dataset} --model {wildcards.model}"
         " --seed {wildcards.seed} 2>&1 | tee {log}"

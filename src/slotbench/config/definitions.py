@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .schema import (
     MapOf,
+    Spec,
     Variant,
     boolean,
     integer,
@@ -58,6 +59,22 @@ DATASET = Variant(
     },
 )
 
+def _check_init(value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"from", "path"}:
+        return f"expected null or a mapping with exactly the keys from and path, got {value!r}"
+    if value["from"] != "original":
+        return f"from: expected 'original' (a checkpoint of the original implementation), got {value['from']!r}"
+    if not isinstance(value["path"], str) or not value["path"]:
+        return f"path: expected the checkpoint file (relative to the project root), got {value['path']!r}"
+    return None
+
+
+#: ``null`` (the stage trains) or ``{from: original, path: FILE}``: the stage imports ``FILE``, a
+#: checkpoint of the original implementation (``slotbench import-original``), instead of training.
+INIT = Spec("null or {from: original, path: <checkpoint file>}", _check_init)
+
 ENCODER = Variant(
     "type",
     {
@@ -84,6 +101,8 @@ _TRUNK = {
     "num_iterations": integer(1),
     "slot_eps": number(0.0),
     "slot_init": one_of("learned", "sampled"),
+    "slot_bilevel": boolean(),
+    "init": INIT,
     "encoder": ENCODER,
     "predictor": {
         "num_layers": integer(0),
@@ -146,6 +165,7 @@ TOKENIZER = Variant(
             "name": string(),
             "vocab_size": integer(2),
             "hidden_channels": integer(1),
+            "init": INIT,
             "gumbel": {"init_tau": number(0.0), "final_tau": number(0.0), "decay_pct": number(0.0, 1.0)},
         },
         "vqvae": {
@@ -161,6 +181,7 @@ TOKENIZER = Variant(
             "recon_loss_w": number(0.0),
             "quant_loss_w": number(0.0),
             "percept_loss_w": number(0.0),
+            "init": INIT,
         },
     },
 )
@@ -183,6 +204,8 @@ TRAIN = {
     "val_clips": integer(1),
     "num_workers": integer(0),
     "amp": one_of("off", "bf16", "fp16"),
+    "grad_accum_steps": integer(1),
+    "nonfinite": one_of("stop", "skip"),
 }
 
 EVAL = {
@@ -216,6 +239,18 @@ TRACKING = {
     "experiment": string(),
 }
 
+#: What one job of a stage asks of a machine or a SLURM cluster.
+_JOB = {"gpus": integer(0), "cpus": integer(1), "mem_mb": integer(1), "runtime_min": integer(1)}
+#: A training job: ``processes`` > 1 launches torchrun (DDP) with that many processes on one node.
+_TRAINING_JOB = {
+    "processes": integer(1),
+    "gpus_per_process": integer(0),
+    "cpus_per_process": integer(1),
+    "mem_mb": integer(1),
+    "runtime_min": integer(1),
+}
+RESOURCES = {"export": _JOB, "tokenizer": _TRAINING_JOB, "train": _TRAINING_JOB, "eval": _JOB, "fvd": _JOB}
+
 GRID = {
     "datasets": list_of(string(), min_length=1),
     "models": list_of(string(), min_length=1),
@@ -246,7 +281,7 @@ RESOLVED_TOKENIZER = {
 _PER_PAIR = {"model": MODEL, "train": TRAIN, "eval": EVAL}
 _PER_TOKENIZER = {"tokenizer": TOKENIZER, "train": TRAIN}
 
-DEFAULTS_FILE = {"grid": GRID, "train": TRAIN, "eval": EVAL, "fvd": FVD, "runtime": RUNTIME, "tracking": TRACKING}
+DEFAULTS_FILE = {"grid": GRID, "resources": RESOURCES, "train": TRAIN, "eval": EVAL, "fvd": FVD, "runtime": RUNTIME, "tracking": TRACKING}
 DATASET_FILE = {"profile": string(), "dataset": DATASET}
 MODEL_FILE = {"model": MODEL, "train": TRAIN, "eval": EVAL, "per_dataset": MapOf(_PER_PAIR)}
 TOKENIZER_FILE = {**_PER_TOKENIZER, "per_dataset": MapOf(_PER_TOKENIZER)}

@@ -2,7 +2,8 @@
 
 Layers, later ones win (mappings merge key by key, lists and scalars are replaced):
 
-1. ``params/defaults.yaml``                 ``train``, ``eval``, ``runtime``, ``tracking`` (and ``grid``)
+1. ``params/defaults.yaml``                 ``train``, ``eval``, ``runtime``, ``tracking`` (and ``grid``,
+                                           ``resources``: read on their own, see :func:`load_resources`)
 2. ``params/datasets/{dataset}.yaml``       ``dataset`` (and the name of its scale ``profile``)
 3. ``params/models/{model}.yaml``           ``model``, ``train``, ``eval``: the reference configuration
 4. ``params/models/{model}.yaml``           ``per_dataset.{dataset}``: what the original changes per dataset
@@ -80,6 +81,14 @@ def load_grid(params_dir: str | Path = "params") -> dict:
     return grid
 
 
+def load_resources(params_dir: str | Path = "params") -> dict:
+    """What one job of each stage asks for (``resources`` of ``params/defaults.yaml``)."""
+    path = Path(params_dir) / "defaults.yaml"
+    resources = load_yaml(path, defs.DEFAULTS_FILE).get("resources")
+    validate(resources, defs.RESOURCES, partial=False, where=str(path), path="resources")
+    return resources
+
+
 def dataset_layers(dataset: str, params_dir: str | Path = "params") -> tuple[str, list[Layer]]:
     """The profile name and the layers that set the ``dataset`` section."""
     params_dir = Path(params_dir)
@@ -109,7 +118,7 @@ def pair_layers(dataset: str, model: str, params_dir: str | Path = "params") -> 
     prof_file = load_yaml(prof_path, defs.PROFILE_FILE)
     sections = ("model", "train", "eval")
     return [
-        Layer(defaults_path, "", {k: v for k, v in defaults.items() if k != "grid"}),
+        Layer(defaults_path, "", {k: v for k, v in defaults.items() if k not in ("grid", "resources")}),
         ds_layers[0],
         Layer(model_path, "", {k: v for k, v in model_file.items() if k in sections}),
         Layer(model_path, f"per_dataset.{dataset}.", model_file.get("per_dataset", {}).get(dataset, {})),
@@ -173,6 +182,7 @@ def _resolve_pair(layers: list[Layer], schema: dict, section: str, name: str, wh
     validate(merged, schema, partial=False, where=where)
     _check_dataset(merged["dataset"], where)
     _check_train(merged, where)
+    _check_shapes(merged, section, where)
     if merged[section]["name"] != name:
         raise ParamsError(f"{where}: {section}.name is {merged[section]['name']!r}, expected {name!r}")
     return {key: merged[key] for key in schema}
@@ -241,3 +251,47 @@ def _check_train(cfg: dict, where: str) -> None:
             f"{where}: train.n_sample_frames={train['n_sample_frames']} with frame_offset={train['frame_offset']} "
             f"spans {span} frames but dataset.video_len is {ds['video_len']}"
         )
+
+
+#: Spatial down-sampling of each tokenizer's token grid (dVAE: 4; VQ-VAE: one halving per extra level).
+def _tokenizer_factor(tok: dict) -> tuple[int, str]:
+    if tok["name"] == "dvae":
+        return 4, "the dVAE's fixed 4x down-sampling"
+    return 2 ** (len(tok["channel_mult"]) - 1), "tokenizer.channel_mult (one halving per level after the first)"
+
+
+def _encoder_factor(enc: dict) -> tuple[int, str]:
+    if enc["type"] == "resnet18":
+        return 2 ** (len(enc["channels"]) - 1), "model.encoder.channels (stride 2 per stage after the first)"
+    factor = 1
+    for s in enc["strides"]:
+        factor *= s
+    return factor, f"model.encoder.strides {enc['strides']}"
+
+
+def _check_shapes(cfg: dict, section: str, where: str) -> None:
+    """Impossible shapes, refused before any compute: a resolution the encoder (or tokenizer) cannot
+    divide, a broadcast decoder that cannot reach the resolution, more slots than feature positions."""
+    res = cfg["dataset"]["resolution"]
+    if section == "tokenizer":
+        factor, why = _tokenizer_factor(cfg["tokenizer"])
+        if res % factor:
+            raise ParamsError(f"{where}: dataset.resolution: {res} is not divisible by {factor}, the down-sampling of "
+                              f"{why}")
+        return
+    model = cfg["model"]
+    factor, why = _encoder_factor(model["encoder"])
+    if res % factor:
+        raise ParamsError(f"{where}: dataset.resolution: {res} is not divisible by {factor}, the encoder's "
+                          f"down-sampling ({why})")
+    positions = (res // factor) ** 2
+    if model["num_slots"] > positions:
+        raise ParamsError(f"{where}: model.num_slots: {model['num_slots']} slots but the encoder gives only "
+                          f"{res // factor}x{res // factor} = {positions} feature positions for them to share")
+    if model["name"] == "savi":
+        dec = model["decoder"]
+        size, layers = dec["broadcast_resolution"], len(dec["channels"]) - 1
+        reachable = {size * 2 ** k for k in range(layers + 1)}  # each layer doubles the size, or keeps it
+        if res not in reachable:
+            raise ParamsError(f"{where}: model.decoder.broadcast_resolution: {size} with {layers} decoder layers "
+                              f"reaches {sorted(reachable)}, not dataset.resolution {res}")

@@ -98,14 +98,24 @@ class StepBatchSampler(Sampler[list[int]]):
     Step ``k`` uses epoch ``k // L`` (``L = num_items // batch_size``, last partial batch dropped) and
     the ``k % L``-th slice of that epoch's permutation, drawn from ``seed`` and the epoch number.
     Iteration yields the batches of steps ``start_step .. total_steps - 1``.
+
+    Under data parallelism the global batch of a step is cut into ``parts`` equal micro-batches
+    and this sampler yields only its own ``micro_batches`` consecutive ones per step, starting at
+    part ``first_part`` (rank ``r`` with ``a`` accumulation steps: ``first_part = r * a``). The
+    union over processes is the single-process batch whatever the number of processes.
     """
 
-    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int, total_steps: int):
+    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int, total_steps: int,
+                 parts: int = 1, first_part: int = 0, micro_batches: int = 1):
         self.steps_per_epoch = num_items // batch_size
         if self.steps_per_epoch == 0:
             raise DataError(f"{num_items} training items are fewer than one batch of {batch_size}")
+        if batch_size % parts or not 0 <= first_part <= parts - micro_batches:
+            raise ValueError(f"cannot take micro-batches {first_part}..{first_part + micro_batches - 1} "
+                             f"of a batch of {batch_size} cut into {parts} equal parts")
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.start_step, self.total_steps = start_step, total_steps
+        self.micro_size, self.first_part, self.micro_batches = batch_size // parts, first_part, micro_batches
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -117,7 +127,9 @@ class StepBatchSampler(Sampler[list[int]]):
             e, k = divmod(step, self.steps_per_epoch)
             if e != epoch:
                 epoch, perm = e, self._permutation(e)
-            yield perm[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+            batch = perm[k * self.batch_size:(k + 1) * self.batch_size]
+            for part in range(self.first_part, self.first_part + self.micro_batches):
+                yield batch[part * self.micro_size:(part + 1) * self.micro_size].tolist()
 
     def __len__(self) -> int:
-        return max(0, self.total_steps - self.start_step)
+        return max(0, self.total_steps - self.start_step) * self.micro_batches

@@ -93,6 +93,7 @@ class SlotTrunk(nn.Module):
             mlp_hidden_size=int(cfg["slot_mlp_size"]),
             num_iterations=int(cfg["num_iterations"]),
             eps=float(cfg["slot_eps"]),
+            bilevel=bool(cfg.get("slot_bilevel", False)),
         )
         pred = cfg["predictor"]
         self.predictor = TransformerPredictor(

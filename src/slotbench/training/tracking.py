@@ -2,21 +2,74 @@
 
 The run id is kept in the run's ``_work/`` folder, so a resumed training continues the same
 MLflow run. With ``tracking.enabled: false`` every call is a no-op.
+
+Credentials are never written anywhere: a ``tracking.uri`` of the form
+``http(s)://user:password@host`` is split, the user and password going to MLflow through
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` in this process's environment (MLflow's
+own mechanism) and only ``http(s)://host`` to MLflow itself, so no MLflow message can repeat them;
+every configuration slotbench writes (``model.pt``, the MLflow params) holds
+:func:`redact_uri`'s form, ``user:***@host``. Prefer setting those two variables yourself.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..io import write_text
 
 DEFAULT_STORE = "results/mlflow.db"
+RUN_ID_FILE = "mlflow_run_id"  # in the run's _work/ folder
+
+
+def _split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """``(uri without user:password@, user, password)``."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri, None, None
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)), parts.username, parts.password
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """``scheme://user:***@host/...``: the URI with its password masked (for anything written or shown)."""
+    if not uri:
+        return uri
+    try:
+        bare, user, password = _split_credentials(uri)
+    except ValueError:  # unparsable: show nothing of it
+        return "<unparsable tracking URI, hidden>"
+    if user is None and password is None:
+        return uri
+    scheme, rest = bare.split("://", 1) if "://" in bare else ("", bare)
+    return f"{scheme}://{user or ''}{':***' if password is not None else ''}@{rest}"
+
+
+def redact_config(cfg: dict) -> dict:
+    """A copy of a resolved configuration with ``tracking.uri``'s credentials masked."""
+    out = copy.deepcopy(cfg)
+    if isinstance(out.get("tracking"), dict) and out["tracking"].get("uri"):
+        out["tracking"]["uri"] = redact_uri(out["tracking"]["uri"])
+    return out
 
 
 def tracking_uri(cfg_tracking: dict) -> str:
-    """The configured URI, or ``sqlite:///<cwd>/results/mlflow.db``."""
+    """The URI to give MLflow: the configured one (credentials of an ``http(s)`` URI moved to
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``), or ``sqlite:///<cwd>/results/mlflow.db``."""
     if cfg_tracking["uri"]:
-        return cfg_tracking["uri"]
+        uri = cfg_tracking["uri"]
+        if urlsplit(uri).scheme in ("http", "https"):
+            bare, user, password = _split_credentials(uri)
+            if user is not None:
+                os.environ["MLFLOW_TRACKING_USERNAME"] = user
+            if password is not None:
+                os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+            return bare
+        return uri  # e.g. a database URI: SQLAlchemy needs the credentials in it; shown redacted only
     store = Path(DEFAULT_STORE).resolve()
     store.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store}"
@@ -49,7 +102,7 @@ class Tracker:
         self._mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri(cfg_tracking))
         mlflow.set_experiment(cfg_tracking["experiment"])
-        id_file = Path(work_dir) / "mlflow_run_id"
+        id_file = Path(work_dir) / RUN_ID_FILE
         run_id = id_file.read_text().strip() if id_file.is_file() else None
         try:
             self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags)
@@ -57,8 +110,7 @@ class Tracker:
             self.run = mlflow.start_run(run_name=run_name, tags=tags)
             run_id = None
         if run_id is None:
-            id_file.parent.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(self.run.info.run_id)
+            write_text(id_file, self.run.info.run_id)  # atomically: a kill never leaves a half-written id
             flat = {k: str(v) for k, v in flatten(params).items()}
             items = list(flat.items())
             for i in range(0, len(items), 100):  # MLflow's batch limit

@@ -1,0 +1,131 @@
+"""Build networks of the original implementation from a local checkout, at run time.
+
+Nothing of the original is stored in this project: the checkouts of Wuziyi616/SlotDiffusion and
+of its trainer Wuziyi616/nerv are named by two environment variables and imported from there:
+
+* ``SLOTDIFFUSION_REPO``: the SlotDiffusion checkout (holds ``slotdiffusion/video_based``);
+* ``NERV_REPO``: the nerv checkout (holds the ``nerv`` package).
+
+The original modules import packages that only its training loop, data loading and
+visualisation use (wandb, OpenCV, moviepy, torchmetrics, torchvision, transformers). Those that
+are not installed are replaced by empty placeholder modules before the import, so the network
+classes load without them; calling anything of a placeholder fails loudly. ``torchvision``'s
+VGG-16 is the one piece a network needs (the VQ-VAE's LPIPS loss, built by the ``lpips``
+package): the placeholder returns slotbench's VGG-16 layer stack, which has torchvision's
+layout, so the VQ-VAE's ``loss.perceptual_loss.*`` tensors have the original names and shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+from torch import nn
+
+OPTIONAL = ("wandb", "cv2", "moviepy", "moviepy.editor", "torchmetrics", "torchmetrics.aggregation",
+            "torchvision", "torchvision.ops", "torchvision.utils", "torchvision.transforms", "transformers")
+
+#: slotbench dataset -> the infix of the original config files.
+DATASET_INFIX = {"movi_d": "movid", "movi_e": "movie", "movi_solid": "movisolid", "movi_tex": "movitex"}
+
+#: network -> original config file (``{d}``: dataset infix), under slotdiffusion/video_based/configs/.
+CONFIG_FILE = {
+    "savi": "savi/savi_{d}_params-res128.py",
+    "dvae": "steve/dvae_{d}_params-res128.py",
+    "steve": "steve/steve_{d}_params-res128.py",
+    "vqvae": "savi_ldm/vqvae_{d}_params-res128.py",
+    "slotdiffusion": "savi_ldm/savi_ldm_{d}_params-res128.py",
+}
+
+
+class _Placeholder(types.ModuleType):
+    """A stand-in module: every attribute is an inert class (enough for imports and subclassing)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return type(name, (), {"__init__": lambda self, *a, **k: None})
+
+
+def _vgg16(*args, **kwargs) -> types.SimpleNamespace:
+    """torchvision's ``vgg16(...)`` as far as ``lpips`` uses it: an object with ``.features``."""
+    from slotbench.metrics.lpips import _vgg16_features
+
+    return types.SimpleNamespace(features=_vgg16_features())
+
+
+def _install_placeholders() -> list[str]:
+    """Placeholder modules for the optional packages that are missing; their names."""
+    missing = []
+    for name in OPTIONAL:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            module = _Placeholder(name)
+            module.__path__ = []
+            sys.modules[name] = module
+            missing.append(name)
+    if "torchvision" in missing:
+        models = _Placeholder("torchvision.models")
+        models.vgg16 = _vgg16
+        sys.modules["torchvision.models"] = sys.modules["torchvision"].models = models
+    return missing
+
+
+def _checkout(variable: str, marker: str) -> Path:
+    value = os.environ.get(variable)
+    if not value:
+        raise SystemExit(f"set {variable} to a checkout of the original code (it must contain {marker})")
+    path = Path(value).expanduser().resolve()
+    if not (path / marker).exists():
+        raise SystemExit(f"{variable}={path}: no {marker} there")
+    return path
+
+
+class OriginalCode:
+    """The original package ``models`` (as its test scripts import it) and its config classes."""
+
+    def __init__(self) -> None:
+        self.repo = _checkout("SLOTDIFFUSION_REPO", "slotdiffusion/video_based/models/__init__.py")
+        self.nerv = _checkout("NERV_REPO", "nerv/training/model.py")
+        self.placeholders = _install_placeholders()
+        sys.path[:0] = [str(self.repo / "slotdiffusion" / "video_based"), str(self.nerv)]
+        self.models = importlib.import_module("models")
+        self.lr = importlib.import_module("nerv.training.lr")
+
+    def params(self, network: str, dataset: str, overrides: dict | None = None):
+        """A fresh instance of the original config class (module loaded anew: the original
+        pops keys from its class-level dicts while building), with ``overrides`` applied:
+        ``{attribute: value}``, a dict value updates the attribute's dict key by key."""
+        path = self.repo / "slotdiffusion" / "video_based" / "configs" / CONFIG_FILE[network].format(
+            d=DATASET_INFIX[dataset])
+        spec = importlib.util.spec_from_file_location(f"orig_cfg_{network}_{dataset}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        params = module.SlotAttentionParams()
+        for key, value in (overrides or {}).items():
+            if isinstance(value, dict):
+                merged = copy.deepcopy(getattr(params, key))
+                _deep_update(merged, value)
+                value = merged
+            setattr(params, key, value)
+        return params
+
+    def build(self, params) -> nn.Module:
+        """The original ``build_model(params)``."""
+        return self.models.build_model(params)
+
+
+def _deep_update(base: dict, over: dict) -> None:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value

@@ -1,0 +1,326 @@
+"""The speed suite: training steps, segmentation metrics and decoding cost, one command.
+
+Sections (``--only`` picks some):
+
+- ``train``: seconds per optimisation step (forward, loss, backward, gradient clipping, Adam)
+  and peak resident memory, for SAVi, STEVE (frozen dVAE), SlotDiffusion (frozen VQ-VAE), the
+  dVAE and the VQ-VAE, at the reference MOVi-E configuration sized as the issue's
+  original-code measurements (64x64, batch 4, 3 frames; tokenizers: 12 frames = 4 x 3) and at
+  the ``shapes`` profile (its own batch). Each case runs in its own process (clean peak
+  memory), median of ``--repeats`` steps after a warm-up step, random inputs and weights (the
+  cost does not depend on them). Fast-path switches measured on and off on the reference
+  configs: Adam ``for-loop`` (PyTorch's CPU default) vs ``fused``, and ``channels_last``.
+  The VQ-VAE runs with the LPIPS-VGG perceptual loss (reference ``percept_loss_w: 1``) using an
+  LPIPS network with random weights: same cost, no weight files needed.
+- ``seg``: videos per second of FG-ARI + mIoU + mBO on 24 x 128 x 128 videos with up to 24
+  segments: slotbench's batched metrics against a per-video loop with scikit-learn's ARI and
+  SciPy's Hungarian matching (the original's way), and the largest difference between them.
+- ``decode``: SlotDiffusion decoding cost per frame at the ``shapes`` profile for DPM-Solver++
+  (20 U-Net evaluations, the reference), DDIM (50) and DDPM (1000).
+
+On CUDA (when present) the same cases run on the GPU too. Writes ``bench/results/suite.json``
+and ``bench/results/suite.md``; the README's speed table is copied from the latter.
+
+Usage: ``python bench/suite.py [--repeats 3] [--only train,seg,decode] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from machine import cpu_model
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+MODELS = ("savi", "steve", "slotdiffusion")
+TOKENIZERS = ("dvae", "vqvae")
+#: the original implementation's seconds per step on this kind of machine (issue #7: reference
+#: MOVi-E configs at 64x64, batch 4, 3 frames, 2 CPU cores, torch 2.13 CPU, median of 3)
+ORIGINAL_S_PER_STEP = {"savi": 6.19, "steve": 2.06, "slotdiffusion": 3.09}
+
+
+# ----------------------------------------------------------------------------- training cases
+def _config(name: str, setting: str) -> dict:
+    """The resolved config of ``name`` (model or tokenizer) for ``setting`` (``reference`` / ``shapes``)."""
+    from slotbench.config import resolve, resolve_tokenizer
+
+    dataset = "movi_e" if setting == "reference" else "shapes"
+    cfg = (resolve_tokenizer if name in TOKENIZERS else resolve)(dataset, name, ROOT / "params")
+    if setting == "reference":
+        cfg["dataset"]["resolution"] = 64
+        cfg["train"]["batch_size"] = 4
+        cfg["train"]["n_sample_frames"] = 3
+    return cfg
+
+
+def _tokenizer_checkpoint(cfg: dict, folder: Path) -> Path:
+    """A randomly initialised tokenizer of the kind ``cfg`` needs, saved as the tokenizer stage does."""
+    from slotbench.config import resolve_tokenizer
+    from slotbench.models import MODEL_TOKENIZER, build_tokenizer
+    from slotbench.training import checkpoint
+
+    dataset = "movi_e" if cfg["dataset"]["name"] == "movi_e" else "shapes"
+    tok_cfg = resolve_tokenizer(dataset, MODEL_TOKENIZER[cfg["model"]["name"]], ROOT / "params")
+    tokenizer = build_tokenizer(tok_cfg["tokenizer"])
+    path = folder / "tokenizer.pt"
+    checkpoint.save(path, {"model": tokenizer.state_dict(), "config": tok_cfg, "kind": "tokenizer"})
+    return path
+
+
+def _build(name: str, cfg: dict, folder: Path) -> torch.nn.Module:
+    from slotbench.models import build_tokenizer
+    from slotbench.training.tasks import FrameTokenizer, build_training_model
+
+    if name in TOKENIZERS:
+        perceptual = None
+        if name == "vqvae" and cfg["tokenizer"]["percept_loss_w"] > 0:
+            from slotbench.metrics.lpips import LPIPS
+
+            perceptual = LPIPS().eval().requires_grad_(False)  # random weights, the pretrained one's cost
+        return FrameTokenizer(build_tokenizer(cfg["tokenizer"], perceptual), cfg["tokenizer"])
+    needs_tokenizer = cfg["model"]["name"] != "savi"
+    return build_training_model(cfg, _tokenizer_checkpoint(cfg, folder) if needs_tokenizer else None)[0]
+
+
+def run_train_case(name: str, setting: str, adam: str, channels_last: bool, repeats: int,
+                   device: str) -> dict:
+    """Seconds per step (median of ``repeats`` after one warm-up step) and peak memory of one case."""
+    from slotbench.training.tasks import param_groups
+
+    torch.manual_seed(0)
+    cfg = _config(name, setting)
+    dev = torch.device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = _build(name, cfg, Path(tmp)).to(dev)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    tcfg = cfg["train"]
+    optimizer = torch.optim.Adam(param_groups(model, tcfg), lr=1e-4, fused=adam == "fused",
+                                 foreach=False if adam == "for-loop" else None)
+    res = cfg["dataset"]["resolution"]
+    frames = 1 if name in TOKENIZERS else tcfg["n_sample_frames"]
+    batch = tcfg["batch_size"] * (3 if name in TOKENIZERS and setting == "reference" else 1)
+    video = torch.rand(batch, frames, 3, res, res, device=dev) * 2 - 1
+    model.train()
+    times = []
+    for step in range(repeats + 1):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        if hasattr(model, "set_step"):
+            model.set_step(step, 1000)
+        loss = model.loss(video, model(video))["loss"]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max(tcfg["clip_grad"], 1e-6))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if step:
+            times.append(time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    s_per_step = statistics.median(times)
+    return {"model": name, "setting": setting, "device": device, "adam": adam, "channels_last": channels_last,
+            "resolution": res, "batch": batch, "frames": frames,
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "s_per_step": round(s_per_step, 4), "clips_per_s": round(batch / s_per_step, 2),
+            "repeats_s": [round(t, 4) for t in times],
+            "peak_memory_mib": round(peak / 2**20, 1),
+            "peak_memory_kind": "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "process peak RSS"}
+
+
+def _child(args: list[str]) -> dict:
+    """Run one training case in a fresh process (its own peak memory)."""
+    out = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True,
+                         text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def train_section(repeats: int, devices: list[str], quick: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    cases = []
+    for device in devices:
+        for name in (*MODELS, *TOKENIZERS):
+            cases.append((name, "reference", "for-loop", False, device))
+            if not quick:
+                cases.append((name, "reference", "fused", False, device))
+                cases.append((name, "reference", "for-loop", True, device))
+            cases.append((name, "shapes", "for-loop", False, device))
+    return [_child([n, s, a, str(int(c)), str(repeats), d]) for n, s, a, c, d in tqdm(cases, desc="train cases")]
+
+
+# ----------------------------------------------------------------------------- segmentation metrics
+def _loop_scores(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """FG-ARI, mIoU, mBO (x1) per video the original's way: one video at a time, scikit-learn's
+    ARI on the foreground pixels and SciPy's Hungarian matching on the IoU matrix."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import adjusted_rand_score
+
+    out = []
+    for g, p in zip(gt, pred):
+        g, p = g.ravel(), p.ravel()
+        fg = g > 0
+        ari = adjusted_rand_score(g[fg], p[fg])
+        gt_ids, pred_ids = np.unique(g), np.unique(p)
+        iou = np.zeros((len(gt_ids), len(pred_ids)))
+        for i, a in enumerate(gt_ids):
+            ga = g == a
+            for j, b in enumerate(pred_ids):
+                pb = p == b
+                inter = np.logical_and(ga, pb).sum()
+                iou[i, j] = inter / np.logical_or(ga, pb).sum()
+        rows, cols = linear_sum_assignment(-iou)
+        miou = iou[rows, cols].sum() / len(gt_ids)
+        mbo = iou[gt_ids > 0].max(axis=1).mean()
+        out.append((ari, miou, mbo))
+    return np.array(out)
+
+
+def seg_section(repeats: int, num_videos: int) -> dict:
+    from slotbench.metrics.segmentation import segmentation_scores
+
+    rng = np.random.default_rng(0)
+    shape = (num_videos, 24, 128, 128)
+    gt = np.zeros(shape, np.int64)
+    for v in range(num_videos):  # up to 23 rectangles over a background: 24 segments
+        for k in range(1, rng.integers(2, 24)):
+            y, x = rng.integers(0, 100, 2)
+            h, w = rng.integers(8, 40, 2)
+            gt[v, :, y:y + h, x:x + w] = k
+    noise = rng.random(shape) < 0.2
+    pred = np.where(noise, rng.integers(0, 24, shape), (gt * 7) % 24)  # relabelled + 20% noise
+    gt_t, pred_t = torch.from_numpy(gt), torch.from_numpy(pred)
+
+    def ours() -> np.ndarray:
+        s = segmentation_scores(gt_t, pred_t)
+        return torch.stack([s["fg_ari"], s["miou"], s["mbo"]], dim=1).numpy()
+
+    timings = {}
+    values = {}
+    for name, fn in (("slotbench_batched", ours), ("per_video_sklearn_scipy", lambda: _loop_scores(gt, pred))):
+        values[name] = fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        timings[name] = round(num_videos / statistics.median(times), 2)
+    diff = float(np.abs(values["slotbench_batched"] - values["per_video_sklearn_scipy"]).max())
+    return {"videos": num_videos, "shape": list(shape[1:]), "max_segments": 24, "videos_per_s": timings,
+            "speedup": round(timings["slotbench_batched"] / timings["per_video_sklearn_scipy"], 1),
+            "max_abs_difference": diff}
+
+
+# ----------------------------------------------------------------------------- decoding cost
+def decode_section(repeats: int) -> list[dict]:
+    cfg = _config("slotdiffusion", "shapes")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = _build("slotdiffusion", cfg, Path(tmp)).eval()
+    frames = 8
+    slots = torch.randn(1, frames, model.num_slots, cfg["model"]["slot_size"])
+    rows = []
+    for sampler, steps in (("dpm++", 20), ("ddim", 50), ("ddpm", 1000)):
+        calls = 0
+        unet_forward = model.unet.forward
+
+        def counted(*a, **k):
+            nonlocal calls
+            calls += 1
+            return unet_forward(*a, **k)
+
+        model.unet.forward = counted
+        times = []
+        for _ in range(1 if sampler == "ddpm" else repeats):
+            calls = 0
+            start = time.perf_counter()
+            model.reconstruct(slots, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0))
+            times.append(time.perf_counter() - start)
+        model.unet.forward = unet_forward
+        rows.append({"sampler": sampler, "unet_evaluations": calls, "frames_per_call": frames,
+                     "s_per_frame": round(statistics.median(times) / frames, 4)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+def _markdown(result: dict) -> str:
+    lines = [f"# Speed suite\n\nMachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
+             f"torch {result['machine']['torch']}, {result['machine']['threads']} threads"
+             f"{', GPU ' + result['machine']['gpu'] if result['machine']['gpu'] else ', no GPU'}. "
+             f"Date: {result['date']}. float32; median of {result['repeats']} after a warm-up.\n"]
+    if "train" in result:
+        lines += ["## Training step (forward + backward + clipping + Adam)\n",
+                  "| network | setting | device | Adam | channels_last | input | params | s/step | clips/s | "
+                  "peak MiB | original s/step |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in result["train"]:
+            original = ORIGINAL_S_PER_STEP.get(r["model"]) if (
+                r["setting"] == "reference" and r["device"] == "cpu" and r["adam"] == "for-loop"
+                and not r["channels_last"]) else None
+            lines.append(f"| {r['model']} | {r['setting']} | {r['device']} | {r['adam']} | {r['channels_last']} | "
+                         f"{r['batch']}x{r['frames']}x{r['resolution']}² | {r['parameters']:,} | {r['s_per_step']} | "
+                         f"{r['clips_per_s']} | {r['peak_memory_mib']} | {original or ''} |")
+        lines.append("")
+    if "seg" in result:
+        s = result["seg"]
+        lines += ["## Segmentation metrics (FG-ARI + mIoU + mBO)\n",
+                  f"{s['videos']} videos of {s['shape']}, up to {s['max_segments']} segments: slotbench batched "
+                  f"**{s['videos_per_s']['slotbench_batched']} videos/s**, per-video scikit-learn + SciPy loop "
+                  f"{s['videos_per_s']['per_video_sklearn_scipy']} videos/s (**{s['speedup']}x**); largest "
+                  f"difference {s['max_abs_difference']:.2e}.\n"]
+    if "decode" in result:
+        lines += ["## SlotDiffusion decoding at the `shapes` profile (random weights)\n",
+                  "| sampler | U-Net evaluations | s/frame |", "|---|---|---|"]
+        lines += [f"| {r['sampler']} | {r['unet_evaluations']} | {r['s_per_frame']} |" for r in result["decode"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="train,seg,decode")
+    parser.add_argument("--quick", action="store_true", help="no fast-path on/off variants")
+    parser.add_argument("--seg-videos", type=int, default=16)
+    parser.add_argument("--child", nargs=6, metavar=("NAME", "SETTING", "ADAM", "CHANNELS_LAST", "REPEATS", "DEVICE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        name, setting, adam, channels_last, repeats, device = args.child
+        print(json.dumps(run_train_case(name, setting, adam, bool(int(channels_last)), int(repeats), device)))
+        return
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    sections = set(args.only.split(","))
+    result = {"benchmark": "slotbench speed suite",
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
+              "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+                          "torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+    if "train" in sections:
+        result["train"] = train_section(args.repeats, devices, args.quick)
+    if "seg" in sections:
+        result["seg"] = seg_section(args.repeats, args.seg_videos)
+    if "decode" in sections:
+        result["decode"] = decode_section(args.repeats)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "suite.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "suite.md").write_text(_markdown(result))
+    print(_markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""Interoperability with other implementations: importing checkpoints of the original
+SlotDiffusion code (:mod:`slotbench.interop.original`)."""

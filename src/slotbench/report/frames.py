@@ -1,0 +1,70 @@
+"""The frames the report shows for each evaluation video.
+
+Input and ground truth come from the exported split; each model's segmentation is recomputed
+from its checkpoint (``model.segment``, the same call as the ``eval_seg`` stage) and relabelled
+to the ground-truth ids by the Hungarian matching of :func:`slotbench.visualize.match_ids`, so
+an object keeps its colour across rows. The per-slot decomposition shows, for every slot, the
+input pixels that slot took. Reconstructed and composed frames are read from the folders the
+``eval_recon`` / ``eval_comp_gen`` stages wrote (``<run>/eval/{recon,comp}_vids/{idx}/{t}.png``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.dataset import VideoDataset, to_model_input
+from ..runtime import select_device
+from ..training.tasks import restore_model
+from ..visualize import id_colours, match_ids
+
+#: Pixels a slot did not take, in the decomposition.
+EMPTY = 255
+
+
+def load_videos(data_root: str | Path, split: str, count: int) -> list[dict[str, np.ndarray]]:
+    """The first ``count`` videos of ``split``: ``video`` uint8 ``[T, H, W, 3]``, ``seg`` int64
+    ``[T, H, W]`` (ids compacted, background 0) and ``index``."""
+    dataset = VideoDataset(data_root, split, count)
+    return [{k: v.numpy() if torch.is_tensor(v) else v for k, v in dataset[i].items()} for i in range(len(dataset))]
+
+
+@torch.no_grad()
+def predict_segments(state: dict, videos: list[dict], chunk_len: int, runtime: dict) -> tuple[list[np.ndarray], int]:
+    """Slot ids ``[T, H, W]`` of every video by the model of a loaded ``model.pt``, and its number of slots."""
+    device = select_device(runtime)
+    model = restore_model(state).to(device).eval()
+    preds = []
+    for item in videos:
+        video = to_model_input(torch.from_numpy(item["video"])[None].to(device))  # [1, T, 3, H, W]
+        preds.append(model.segment(video, chunk_len)[0].cpu().numpy())
+    return preds, int(model.num_slots)
+
+
+def read_frames(folder: str | Path, num_frames: int) -> np.ndarray | None:
+    """A saved frame folder ``{t}.png`` as uint8 ``[T, H, W, 3]``, or ``None`` when incomplete."""
+    files = [Path(folder) / f"{t}.png" for t in range(num_frames)]
+    if not all(f.is_file() for f in files):
+        return None
+    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+
+
+def matched_segmentation(gt: np.ndarray, pred: np.ndarray, num_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pred`` relabelled to GT ids ``[T, H, W]``, and each slot's id (``[num_slots]``)."""
+    mapping = match_ids(gt, pred, num_slots)
+    return mapping[pred], mapping[:num_slots]
+
+
+def slot_layers(video: np.ndarray, pred: np.ndarray, slot_ids: np.ndarray) -> list[tuple[int, np.ndarray, tuple]]:
+    """One ``[T, H, W, 3]`` layer per slot (its pixels of ``video``, the rest white), ordered by
+    the GT id the slot was matched to: ``(slot, layer, display colour)``."""
+    palette = id_colours(int(slot_ids.max()) + 1)
+    layers = []
+    for slot in np.argsort(slot_ids, kind="stable"):
+        mask = (pred == slot)[..., None]
+        layers.append((int(slot), np.where(mask, video, EMPTY).astype(np.uint8),
+                       tuple(int(c) for c in palette[slot_ids[slot]])))
+    return layers

@@ -1,0 +1,66 @@
+"""The command line explains itself: every stage's help names its inputs and outputs, and the
+common mistakes end in one sentence with the fix (exit status 2), never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from slotbench.cli import build_parser, main
+
+from conftest import edit_yaml
+
+STAGES = ("export", "tokenizer", "train", "eval-seg", "eval-recon", "eval-comp-gen", "fvd", "table", "report")
+
+
+def _subparsers() -> dict:
+    parser = build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices
+
+
+def test_top_level_help_lists_every_stage(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for name in _subparsers():
+        assert f"\n  {name} " in text, f"{name} missing from `slotbench --help`"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_help_names_inputs_outputs_and_an_example(stage, capsys):
+    with pytest.raises(SystemExit):
+        main([stage, "--help"])
+    text = capsys.readouterr().out
+    assert "reads:" in text and "writes:" in text and f"example: slotbench {stage}" in text
+
+
+def _error(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, f"not one line: {err!r}"
+    return err
+
+
+def test_wrong_dataset_name(project, capsys):
+    err = _error(["eval-seg", "--dataset", "shapez", "--model", "savi", "--seed", "0"], capsys)
+    assert "no such dataset 'shapez'" in err and "shapes" in err
+
+
+def test_missing_data_names_the_export_command(project, capsys):
+    err = _error(["train", "--dataset", "shapes", "--model", "savi", "--seed", "0"], capsys)
+    assert "data/shapes/meta.json does not exist" in err and "`slotbench export --dataset shapes`" in err
+
+
+def test_missing_weights_name_the_stage_that_makes_them(tiny_data, capsys):
+    err = _error(["train", "--dataset", "shapes", "--model", "steve", "--seed", "0"], capsys)
+    assert "results/shapes/dvae/model.pt does not exist" in err
+    assert "`slotbench tokenizer --dataset shapes --tokenizer dvae`" in err
+    err = _error(["eval-seg", "--dataset", "shapes", "--model", "savi", "--seed", "0"], capsys)
+    assert "results/shapes/savi/seed0/model.pt does not exist" in err and "`slotbench train --dataset shapes" in err
+    err = _error(["report", "--dataset", "shapes"], capsys)
+    assert "results/shapes/table.csv does not exist" in err and "`slotbench table --dataset shapes`" in err
+
+
+def test_cuda_asked_without_a_gpu(tiny_data, capsys):
+    edit_yaml(tiny_data.parents[1] / "params/defaults.yaml", "runtime.device", "cuda")
+    err = _error(["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"], capsys)
+    assert "no CUDA GPU is visible" in err and "runtime.device: auto or cpu" in err
