@@ -262,7 +262,9 @@ def _markdown(result: dict) -> str:
     lines = [f"# Speed suite\n\nMachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
              f"torch {result['machine']['torch']}, {result['machine']['threads']} threads"
              f"{', GPU ' + result['machine']['gpu'] if result['machine']['gpu'] else ', no GPU'}. "
-             f"Date: {result['date']}. float32; median of {result['repeats']} after a warm-up.\n"]
+             f"Date: {result['date']}. float32; median of {result['repeats']} after a warm-up. 1-minute load "
+             f"average {result['machine']['load_average_at_start']} at the start (other jobs on the same cores "
+             f"slow every figure down).\n"]
     if "train" in result:
         lines += ["## Training step (forward + backward + clipping + Adam)\n",
                   "| network | setting | device | Adam | channels_last | input | params | s/step | clips/s | "
@@ -309,9 +311,11 @@ def main() -> None:
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                          "load_average_at_start": round(os.getloadavg()[0], 2)}}
     if "train" in sections:
         result["train"] = train_section(args.repeats, devices, args.quick)
+    result["machine"]["load_average_after_train"] = round(os.getloadavg()[0], 2)
     if "seg" in sections:
         result["seg"] = seg_section(args.repeats, args.seg_videos)
     if "decode" in sections:

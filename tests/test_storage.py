@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 
 import numpy as np
@@ -77,3 +78,14 @@ def test_aborted_writer_leaves_nothing(tmp_path):
         writer.write(0, np.zeros((2, 3, 4, 4, 3), np.uint8), np.zeros((2, 2, 4, 4), np.uint8), np.zeros(2, np.int16))
     writer.abort()
     assert not list((tmp_path / "train").iterdir())
+
+
+def test_atomic_files_get_umask_permissions(tmp_path):
+    from slotbench.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644

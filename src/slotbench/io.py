@@ -8,6 +8,7 @@ interrupted stage never leaves a file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -20,11 +21,20 @@ import numpy as np
 TMP_PREFIX = ".tmp-"
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. The file gets
+    the permissions a plain ``open`` would give it (``0o666`` less the umask), not the private
+    ``0o600`` of :func:`tempfile.mkstemp`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +45,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -47,15 +58,40 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+#: The key of a metrics record's own digest (see :func:`write_record`).
+RECORD_DIGEST_KEY = "record_sha256"
+
+
+def record_digest(data: dict) -> str:
+    """SHA-256 of a record's canonical JSON (sorted keys), :data:`RECORD_DIGEST_KEY` left out."""
+    body = {k: v for k, v in data.items() if k != RECORD_DIGEST_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_record(path: str | os.PathLike, data: dict) -> dict:
+    """Write a stage's JSON record atomically with its own SHA-256 (``record_sha256``, added to
+    ``data`` in place); :func:`read_json` refuses the file when its content no longer matches."""
+    data[RECORD_DIGEST_KEY] = record_digest(data)
+    remove_stale_temporaries(Path(path).parent, Path(path).name)  # left by a killed earlier attempt
+    write_json(path, data)
+    return data
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file, with an error that names the file when it is missing or malformed."""
+    """Read a JSON file, with an error that names the file when it is missing, malformed (e.g.
+    truncated) or, for a record of :func:`write_record`, no longer matches its ``record_sha256``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); the file is corrupt or incomplete: re-run the stage "
+                         f"that writes it") from err
+    if isinstance(data, dict) and RECORD_DIGEST_KEY in data and record_digest(data) != data[RECORD_DIGEST_KEY]:
+        raise ValueError(f"{path}: content does not match its {RECORD_DIGEST_KEY} (the file is corrupt or was "
+                         f"edited); refusing to use it: re-run the stage that writes it")
+    return data
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -80,9 +116,10 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> None:
-    """Delete temporary files left in ``folder`` by an interrupted atomic write."""
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> None:
+    """Delete temporary files left in ``folder`` by an interrupted atomic write (of ``name`` only,
+    when given: a stage clears its own leftovers without touching another stage's writes)."""
     folder = Path(folder)
     if folder.is_dir():
-        for tmp in folder.glob(TMP_PREFIX + "*"):
+        for tmp in folder.glob(TMP_PREFIX + (f"{glob.escape(name)}.*" if name else "*")):
             tmp.unlink(missing_ok=True)

@@ -8,9 +8,9 @@ with :func:`command_prefix`: the plain ``slotbench`` command, or ``torchrun`` wh
 
 from __future__ import annotations
 
-#: The ``resources`` entry of each stage (the three evaluation stages share ``eval``).
+#: The ``resources`` entry of each stage (the evaluation stages and the report share ``eval``).
 RESOURCE_KEY = {"export": "export", "tokenizer": "tokenizer", "train": "train", "eval_seg": "eval",
-                "eval_recon": "eval", "eval_comp_gen": "eval", "fvd": "fvd"}
+                "eval_recon": "eval", "eval_comp_gen": "eval", "fvd": "fvd", "report": "eval"}
 
 
 def snakemake_resources(resources: dict, stage: str) -> dict[str, int]:

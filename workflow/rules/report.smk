@@ -14,7 +14,7 @@ rule report:
         models=GRID["models"],
         seeds=GRID["seeds"],
     resources:
-        gpu=1,
+        **job_resources("report"),
     log:
         "logs/report/{dataset}.log",
     shell:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import __version__
-from ..io import read_json, write_json
+from ..io import read_json, write_record
 from ..metrics import fvd as fvd_metric
 from ..weights import MissingWeightsError
 from .reconstruction import COMP_DIR, GT_DIR, RECON_DIR
@@ -55,5 +55,5 @@ def run_fvd(fvd_cfg: dict, kind: str, eval_record: str | Path, out_json: str | P
     if reason is not None:
         print(f"FVD ({kind}) not computed: {reason}")
         out = {"FVD": None, "reason": reason, **base}
-    write_json(out_json, out)
+    write_record(out_json, out)
     return out

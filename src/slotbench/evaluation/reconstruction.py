@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data.dataset import VideoDataset, check_compatible, to_model_input
-from ..io import remove_stale_temporaries, sha256_file, write_json
+from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..metrics.fvd import to_uint8_frames, write_video_folder
 from ..metrics.reconstruction import recon_metrics
 from ..models import SAVi, SlotDiffusion, STEVE
@@ -259,7 +259,7 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
     }
     result["num_frames_total"] = len(values["mse"])
     result.update(_common_record(state, cfg, eval_cfg, model, checkpoint_path, len(dataset), batch_size, video_root))
-    write_json(out_json, result)
+    write_record(out_json, result)
     return result
 
 
@@ -309,5 +309,5 @@ def run_eval_comp_gen(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | 
         "videos_not_composed": not_composed,
     }
     result.update(_common_record(state, cfg, eval_cfg, model, checkpoint_path, len(dataset), batch_size, video_root))
-    write_json(out_json, result)
+    write_record(out_json, result)
     return result

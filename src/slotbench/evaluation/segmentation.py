@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data.dataset import VideoDataset, check_compatible, to_model_input
-from ..io import sha256_file, write_json
+from ..io import sha256_file, write_record
 from ..metrics import segmentation_scores
 from ..runtime import select_device
 from ..training import checkpoint
@@ -77,5 +77,5 @@ def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path,
         "checkpoint_sha256": sha256_file(checkpoint_path),
         "slotbench_version": __version__,
     }
-    write_json(out_path, result)
+    write_record(out_path, result)
     return result

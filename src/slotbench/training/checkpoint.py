@@ -3,12 +3,20 @@
 Scratch checkpoints live in the run's ``_work/`` folder (not a pipeline output, so Snakemake
 and DVC leave them in place when a stage re-runs). Each carries the fingerprint of the
 parameters it was trained with; a checkpoint of other parameters is never resumed from.
+
+Every checkpoint (scratch ones and the final ``model.pt``) embeds :data:`DIGEST_KEY`, a SHA-256
+over its content (:func:`content_digest`: every tensor's dtype, shape and bytes, every other
+value, in key order); :func:`load` recomputes it and refuses a file whose content differs (a
+bit flip inside a tensor that still unpickles) or that carries none, naming the file. A
+truncated file fails to unpickle and is refused the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import struct
 from pathlib import Path
 
 import torch
@@ -17,20 +25,70 @@ from ..io import atomic_path
 
 _NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
 KEEP = 2
+#: The key of the embedded content digest.
+DIGEST_KEY = "content_sha256"
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint whose content does not match its embedded digest (or that has none)."""
+
+
+def _feed(digest, obj) -> None:
+    """Feed a canonical encoding of ``obj`` (tensors, containers, scalars) into ``digest``."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(b"D%d" % len(obj))
+        for key in sorted(obj, key=repr):
+            _feed(digest, key)
+            _feed(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        digest.update((b"L" if isinstance(obj, list) else b"U") + b"%d" % len(obj))
+        for item in obj:
+            _feed(digest, item)
+    elif isinstance(obj, float):
+        digest.update(b"F" + struct.pack("<d", obj))
+    else:  # None, bool, int, str, torch.dtype, ...
+        digest.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def content_digest(state: dict) -> str:
+    """SHA-256 of a checkpoint's content, :data:`DIGEST_KEY` left out."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in state.items() if k != DIGEST_KEY})
+    return digest.hexdigest()
 
 
 def save(path: str | os.PathLike, state: dict) -> None:
-    """``torch.save`` to a temporary file, then rename into place."""
+    """``torch.save`` with the embedded content digest, to a temporary file, then rename into place."""
+    state = {**{k: v for k, v in state.items() if k != DIGEST_KEY}, DIGEST_KEY: content_digest(state)}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def load(path: str | os.PathLike) -> dict:
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only) and check
+    its embedded content digest.
+
+    Raises:
+        ValueError: the file cannot be unpickled (truncated, not a checkpoint, or it would need
+            code to run); :class:`CorruptCheckpointError`: its content differs from its digest.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise ValueError(f"{path}: cannot be loaded as a slotbench checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(state, dict) or DIGEST_KEY not in state:
+        raise CorruptCheckpointError(
+            f"{path}: no embedded {DIGEST_KEY}: not written by this version of slotbench; re-run the stage that "
+            f"writes it (or import an original checkpoint with `slotbench import-original`)")
+    if content_digest(state) != state[DIGEST_KEY]:
+        raise CorruptCheckpointError(
+            f"{path}: content does not match its embedded SHA-256 (the file is corrupt); refusing to use it; "
+            f"re-run the stage that writes it")
+    return state
 
 
 def save_scratch(work_dir: str | os.PathLike, step: int, state: dict) -> Path:

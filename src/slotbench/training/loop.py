@@ -135,7 +135,9 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
     def snapshot() -> dict:
         # no RNG state: every micro-batch reseeds (distributed.micro_batch_seed)
         return {"fingerprint": run_fingerprint, "step": step, "elapsed_s": elapsed, "last_loss": last_loss,
-                "last_val": last_val, "nonfinite_skipped": skipped, "model": model.state_dict(),
+                "last_val": last_val, "nonfinite_skipped": skipped,
+                # the partial logging window, so that a resumed run logs the same mean losses
+                "window": [window_loss, window_n], "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
 
     sampler = StepBatchSampler(len(train_set), tcfg["batch_size"], seed, step, steps,
@@ -152,7 +154,8 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
     stop = _StopRequest()
     if ctx.is_main:
         print(f"training {run_name}: steps {step}..{steps} on {device} x {ctx.world_size} process(es)", flush=True)
-    window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
+    window_loss, window_n = state["window"] if state is not None and "window" in state else (0.0, 0)
+    timed_n, window_start = 0, time.perf_counter()  # steps timed in this process (for clips_per_s)
     bar = tqdm(total=steps, initial=step, desc=f"train {run_name}", unit="step",
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
     status = "FAILED"
@@ -198,17 +201,20 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
                     bar.write(f"warning: {fault} at step {step}: update skipped ({skipped} so far, train.nonfinite: skip)")
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            window_loss, window_n = window_loss + step_loss, window_n + 1
+            timed_n += 1
+            if fault is None:  # a skipped step's loss is not averaged in
+                window_loss, window_n = window_loss + step_loss, window_n + 1
             bar.update(1)
             if ctx.is_main and (step % tcfg["log_every"] == 0 or step == steps):
                 now = time.perf_counter()
-                clips_per_s = window_n * tcfg["batch_size"] / max(now - window_start, 1e-9)
-                metrics = {"train/loss": window_loss / window_n, "train/lr": rates[0], "train/clips_per_s": clips_per_s,
+                clips_per_s = timed_n * tcfg["batch_size"] / max(now - window_start, 1e-9)
+                metrics = {"train/lr": rates[0], "train/clips_per_s": clips_per_s,
                            **({"train/decoder_lr": rates[1]} if len(rates) > 1 else {}), **step_metrics}
-                last_loss = metrics["train/loss"]
-                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{rates[0]:.2e}")
+                if window_n:  # else every step of the window was skipped (train.nonfinite: skip)
+                    metrics["train/loss"] = last_loss = window_loss / window_n
+                    bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{rates[0]:.2e}")
                 tracker.log_metrics(metrics, step)
-                window_loss, window_n, window_start = 0.0, 0, now
+                window_loss, window_n, timed_n, window_start = 0.0, 0, 0, now
             if ctx.is_main and (step % tcfg["val_every"] == 0 or step == steps):
                 torch.manual_seed(distributed.micro_batch_seed(seed, step, -1))
                 last_val = validate(model, val_set, cfg, device)
@@ -218,11 +224,12 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
                 model.train()
             now = time.perf_counter()
             elapsed, tick = elapsed + now - tick, now
-            if ctx.is_main and (step % tcfg["checkpoint_every"] == 0 or stop_requested or step == steps):
-                if not _all_finite(model):  # never a checkpoint (nor model.pt) with NaN/Inf weights
-                    raise NonFiniteLossError(f"the weights are not finite after step {step}; the last good "
-                                             f"checkpoint in {work_dir} is kept and no model.pt is written")
-                if step % tcfg["checkpoint_every"] == 0 or stop_requested:
+            if step % tcfg["checkpoint_every"] == 0 or stop_requested or step == steps:
+                if not _all_finite(model):  # never a checkpoint (nor model.pt) with NaN/Inf weights (every rank
+                    raise NonFiniteLossError(  # holds the same weights, so all of them stop here)
+                        f"the weights are not finite after step {step}; the last good checkpoint in {work_dir} is "
+                        f"kept and no model.pt is written")
+                if ctx.is_main and (step % tcfg["checkpoint_every"] == 0 or stop_requested):
                     checkpoint.save_scratch(work_dir, step, snapshot())
             if stop_requested:
                 status = "KILLED"

@@ -1,0 +1,580 @@
+"""Fault injection: nothing lost, nothing trusted blindly (issue 10).
+
+Every case injects one fault into a real stage of the tiny profile and checks that nothing is
+lost or trusted: a SIGKILL at a seeded random point of a ``python -m slotbench`` subprocess (the
+same command run again resumes and ends exactly as an uninterrupted run), a corrupted file (named,
+and the stage refuses it), a NaN/Inf (a clear stop, or a counted skip, never a NaN ``model.pt``),
+bad input (refused before any compute, naming the key or file), a secret in the tracking URI (never
+written), and two workflow runs on one directory (the second refused by Snakemake's lock).
+
+Kill points (``tests/fault_hooks.py``): the events of an uninterrupted reference run of the stage are
+counted in-process (batches, the moment before and after each atomic rename, FVD's video reads), one
+is drawn with ``random.Random(case)``, and the subprocess is sent SIGKILL by its own hook at that
+event. :data:`KILL_CASES` lists the cases; the README quotes their number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fault_hooks
+from conftest import REPO, copy_params, edit_yaml
+from slotbench import cli
+from slotbench.training import checkpoint
+
+HOOK_DIR = REPO / "tests" / "faultinject"
+RUN = "results/shapes/savi/seed0"
+SAVI = ["--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"]
+#: (stage, its command line, case number): one SIGKILL case each, at a seeded random event.
+KILL_CASES = [
+    ("tokenizer", ["tokenizer", "--dataset", "shapes", "--tokenizer", "dvae", "--no-progress"], 0),
+    ("tokenizer:vqvae", ["tokenizer", "--dataset", "shapes", "--tokenizer", "vqvae", "--no-progress"], 0),
+    ("train", ["train", *SAVI], 0),
+    ("train", ["train", *SAVI], 1),
+    ("train", ["train", *SAVI], 3),
+    ("train+mlflow", ["train", *SAVI], 2),
+    ("eval-seg", ["eval-seg", *SAVI], 0),
+    ("eval-recon", ["eval-recon", *SAVI], 0),
+    ("eval-recon", ["eval-recon", *SAVI], 1),
+    ("eval-comp-gen", ["eval-comp-gen", *SAVI], 0),
+    ("eval-comp-gen", ["eval-comp-gen", *SAVI], 1),
+    ("fvd", ["fvd", *SAVI, "--kind", "recon"], 0),
+    ("fvd", ["fvd", *SAVI, "--kind", "recon"], 1),
+]
+#: Outputs compared after the resumed run, per stage (relative to the project).
+OUTPUTS = {
+    "tokenizer": ["results/shapes/dvae/model.pt", "results/shapes/dvae/train.json"],
+    "tokenizer:vqvae": ["results/shapes/vqvae/model.pt", "results/shapes/vqvae/train.json"],
+    "train": [f"{RUN}/model.pt", f"{RUN}/train.json"],
+    "eval-seg": [f"{RUN}/seg.json"],
+    "eval-recon": [f"{RUN}/recon.json", f"{RUN}/eval"],
+    "eval-comp-gen": [f"{RUN}/comp_gen.json", f"{RUN}/eval"],
+    "fvd": [f"{RUN}/fvd_recon.json"],
+}
+TIMING_KEYS = {"wall_time_s", "clips_per_s", "record_sha256"}
+
+
+# ---------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _cwd(path: Path):
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _stage(cwd: Path, args: list[str]) -> int:
+    """The stage in this process (what `python -m slotbench ARGS` runs), in ``cwd``."""
+    with _cwd(cwd):
+        return cli.main(args)
+
+
+def _events(cwd: Path, args: list[str]) -> list[str]:
+    """Run a stage uninterrupted in-process and return its fault-injection events."""
+    events: list[str] = []
+    uninstall = fault_hooks.install(events.append)
+    try:
+        assert _stage(cwd, args) == 0
+    finally:
+        uninstall()
+    return events
+
+
+def _env(**extra: str) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOK_DIR), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _killed(cwd: Path, args: list[str], at: int) -> str:
+    """``python -m slotbench ARGS`` in a subprocess that SIGKILLs itself at event ``at``."""
+    proc = subprocess.run([sys.executable, "-m", "slotbench", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=_env(**{fault_hooks.KILL_ENV: str(at)}))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == -signal.SIGKILL, f"not killed at event {at} (rc {proc.returncode}):\n{out[-3000:]}"
+    return out
+
+
+def _new_project(root: Path, data: bool = True) -> Path:
+    root.mkdir(parents=True)
+    copy_params(root)
+    if data:
+        from slotbench.config import resolve_dataset
+        from slotbench.data.export import export
+
+        export(resolve_dataset("shapes", root / "params"), root / "data" / "shapes", progress=False)
+    return root
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path)): p.read_bytes() for p in files}
+
+
+def _same_checkpoint(a: Path, b: Path, tracking: bool = True) -> None:
+    sa, sb = checkpoint.load(a), checkpoint.load(b)
+    if not tracking:  # one run tracked with MLflow, the other not: the rest must agree
+        for state in (sa, sb):
+            state["config"].pop("tracking")
+            state.pop(checkpoint.DIGEST_KEY)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        if key == "model":
+            assert sa[key].keys() == sb[key].keys()
+            for name in sa[key]:
+                assert torch.equal(sa[key][name], sb[key][name]), f"{a.name}: {name} differs"
+        else:
+            assert sa[key] == sb[key], f"{a.name}: {key} differs"
+
+
+def _same_outputs(stage: str, ref: Path, resumed: Path) -> None:
+    for rel in OUTPUTS[stage.split("+")[0]]:
+        a, b = ref / rel, resumed / rel
+        assert b.exists(), f"{rel} missing after the resumed run"
+        if rel.endswith(".pt"):
+            _same_checkpoint(a, b, tracking="mlflow" not in stage)
+        elif rel.endswith("train.json"):
+            ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+            assert {k: v for k, v in ja.items() if k not in TIMING_KEYS} == \
+                   {k: v for k, v in jb.items() if k not in TIMING_KEYS}
+        else:  # evaluation records and frames: byte-identical
+            assert _tree(a) == _tree(b), f"{rel} differs from the uninterrupted run"
+    if stage.startswith(("train", "tokenizer")):  # the optimizer too: state-identical
+        work = Path(OUTPUTS[stage.split("+")[0]][0]).parent / "_work"
+        last_a, last_b = (checkpoint.scratch_checkpoints(d / work)[-1] for d in (ref, resumed))
+        assert last_a.name == last_b.name
+        oa, ob = checkpoint.load(last_a)["optimizer"], checkpoint.load(last_b)["optimizer"]
+        for sa, sb in zip(oa["state"].values(), ob["state"].values()):
+            assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    leftovers = [p for p in resumed.rglob(".tmp-*") if "results" in p.parts]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+class _ScriptedI3D(torch.nn.Module):
+    """A tiny stand-in with the I3D detector's call signature (uint8 clips [B, 3, T, H, W])."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Parameter(torch.randn(48, 2, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        return torch.tanh(x.float().mean(dim=(3, 4)).flatten(1) / 127.5 @ self.proj)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory) -> Path:
+    """A project with data, a trained tiny SAVi and every evaluation record (made in-process)."""
+    root = _new_project(tmp_path_factory.mktemp("faults") / "base")
+    for args in (["train", *SAVI], ["eval-seg", *SAVI], ["eval-recon", *SAVI], ["eval-comp-gen", *SAVI],
+                 ["fvd", *SAVI, "--kind", "recon"], ["fvd", *SAVI, "--kind", "comp"]):
+        assert _stage(root, args) == 0, args
+    return root
+
+
+def _fvd_inputs(root: Path) -> None:
+    """16-frame videos and a stand-in detector, so that the fvd stage computes a number."""
+    from slotbench.io import write_record
+    from slotbench.metrics.fvd import write_video_folder
+
+    rng = np.random.default_rng(0)
+    video_root = root / RUN / "eval"
+    for sub in ("gt_vids", "recon_vids"):
+        shutil.rmtree(video_root / sub, ignore_errors=True)
+        write_video_folder(video_root / sub, {i: rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8) for i in range(3)})
+    write_record(root / RUN / "recon.json", {"video_root": f"{RUN}/eval", "num_videos": 3, "frames": 16,
+                                             "videos_saved": True})
+    (root / "weights").mkdir()
+    torch.jit.script(_ScriptedI3D()).save(str(root / "weights" / "i3d.pt"))
+    edit_yaml(root / "params" / "defaults.yaml", "fvd.detector_path", "weights/i3d.pt")
+
+
+# ---------------------------------------------------------------------------- 1. SIGKILL at any moment
+@pytest.mark.parametrize("stage,args,case", KILL_CASES, ids=[f"{s}-{c}" for s, _, c in KILL_CASES])
+def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(stage, args, case, tmp_path, evaluated):
+    if stage.startswith(("tokenizer", "train")):
+        ref = _new_project(tmp_path / "ref")
+    else:
+        ref = tmp_path / "ref"
+        shutil.copytree(evaluated, ref)
+        if stage == "fvd":
+            _fvd_inputs(ref)
+    killed = tmp_path / "killed"
+    shutil.copytree(ref, killed)  # the same inputs, before the stage ran
+    if stage == "train+mlflow":
+        edit_yaml(killed / "params" / "defaults.yaml", "tracking.enabled", True)
+
+    events = _events(ref, args)
+    if stage == "fvd":  # a real number from the stand-in detector, not a null with a reason
+        assert isinstance(json.loads((ref / RUN / "fvd_recon.json").read_text())["FVD"], float)
+    at = random.Random(f"{stage}-{case}").randint(1, len(events))
+    out = _killed(killed, args, at)
+    print(f"{stage}-{case}: SIGKILL at event {at} of {len(events)}: {events[at - 1]}")
+    assert f"SIGKILL at event {at} ({events[at - 1]})" in out
+    for rel in OUTPUTS[stage.split("+")[0]]:  # whatever exists after the kill is complete
+        path = killed / rel
+        if path.is_file() and path.suffix == ".pt":
+            checkpoint.load(path)
+        elif path.is_file() and path.suffix == ".json":
+            json.loads(path.read_text())
+
+    assert _stage(killed, args) == 0  # the same command again
+    _same_outputs(stage, ref, killed)
+    if stage == "train+mlflow":  # the run left open by the kill is resumed and closed, not duplicated
+        import mlflow
+
+        client = mlflow.tracking.MlflowClient(f"sqlite:///{killed / 'results' / 'mlflow.db'}")
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert [r.info.status for r in runs] == ["FINISHED"]
+        assert runs[0].info.run_id == (killed / RUN / "_work" / "mlflow_run_id").read_text().strip()
+
+
+def test_sigterm_and_sigkill_cases_are_counted():
+    """The README quotes this number; SIGTERM's checkpoint-and-exit is tests/test_training.py's and
+    tests/test_ddp.py's, an export killed mid-way tests/test_movi_export.py's."""
+    assert len(KILL_CASES) == 13 and {s.split("+")[0] for s, _, _ in KILL_CASES} == set(OUTPUTS)
+
+
+# ---------------------------------------------------------------------------- 2. corruption
+def _flip_bit(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _error(cwd: Path, args: list[str], capsys) -> str:
+    capsys.readouterr()
+    assert _stage(cwd, args) == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("split,name,how,stage", [
+    ("train", "video.npy", "flip", "train"),
+    ("validation", "seg.npy", "flip", "train"),
+    ("test", "video.npy", "truncate", "eval-seg"),
+    ("test", "seg.npy", "flip", "eval-recon"),
+])
+def test_corrupt_data_shard_is_named_and_refused(split, name, how, stage, tmp_path, evaluated, capsys):
+    root = tmp_path / "p"
+    shutil.copytree(evaluated, root)
+    if stage == "train":  # training from scratch
+        shutil.rmtree(root / RUN)
+    shard = root / "data" / "shapes" / split / name
+    if how == "flip":
+        _flip_bit(shard, shard.stat().st_size - 7)
+    else:
+        shard.write_bytes(shard.read_bytes()[:-100])
+    before = {p: p.stat().st_mtime_ns for p in (root / RUN).glob("*.json")}
+    err = _error(root, [stage, *SAVI], capsys)
+    assert f"{split}/{name}" in err and ("SHA-256 differs" in err or "bytes, meta.json says" in err), err
+    assert {p: p.stat().st_mtime_ns for p in (root / RUN).glob("*.json")} == before  # nothing rewritten
+    if stage == "train":
+        assert not (root / RUN / "model.pt").exists()
+
+
+def _tensor_offset(path: Path) -> int:
+    """The byte offset of a weight tensor's data inside a checkpoint file (stored uncompressed)."""
+    state = torch.load(path, weights_only=True)
+    weight = next(t for t in state["model"].values() if t.numel() >= 64)
+    offset = path.read_bytes().find(weight.contiguous().numpy().tobytes())
+    assert offset > 0
+    return offset + 8
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip-weights", "flip-anywhere"])
+def test_corrupt_model_checkpoint_is_named_and_refused(how, tmp_path, evaluated, capsys):
+    root = tmp_path / "p"
+    shutil.copytree(evaluated, root)
+    ckpt = root / RUN / "model.pt"
+    if how == "truncate":
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    elif how == "flip-weights":
+        _flip_bit(ckpt, _tensor_offset(ckpt))
+    else:  # a seeded random byte: the pickle, a tensor or the zip structure
+        _flip_bit(ckpt, random.Random(7).randrange(ckpt.stat().st_size))
+    seg = (root / RUN / "seg.json").read_bytes()
+    err = _error(root, ["eval-seg", *SAVI], capsys)
+    assert f"{RUN}/model.pt" in err, err
+    if how == "flip-weights":
+        assert "does not match its embedded SHA-256" in err
+    assert (root / RUN / "seg.json").read_bytes() == seg
+
+
+def test_corrupt_scratch_checkpoint_is_skipped_and_training_ends_identical(tmp_path, capsys):
+    ref = _new_project(tmp_path / "ref")
+    assert _stage(ref, ["train", *SAVI]) == 0
+    other = tmp_path / "other"
+    shutil.copytree(ref, other)
+    for name in ("model.pt", "train.json"):
+        (other / RUN / name).unlink()
+    newest = checkpoint.scratch_checkpoints(other / RUN / "_work")[-1]
+    _flip_bit(newest, _tensor_offset(newest))
+    capsys.readouterr()
+    assert _stage(other, ["train", *SAVI]) == 0
+    out = capsys.readouterr().out
+    assert f"skipping {RUN}/_work/{newest.name}: content does not match its embedded SHA-256" in out
+    assert "resuming from step 3 of 6" in out
+    _same_outputs("train", ref, other)
+
+
+def test_corrupt_tokenizer_checkpoint_is_named(tmp_path, capsys):
+    root = _new_project(tmp_path / "p")
+    assert _stage(root, ["tokenizer", "--dataset", "shapes", "--tokenizer", "dvae", "--no-progress"]) == 0
+    tok = root / "results" / "shapes" / "dvae" / "model.pt"
+    _flip_bit(tok, _tensor_offset(tok))
+    err = _error(root, ["train", "--dataset", "shapes", "--model", "steve", "--seed", "0", "--no-progress"], capsys)
+    assert "results/shapes/dvae/model.pt" in err and "embedded SHA-256" in err
+    assert not (root / "results" / "shapes" / "steve").exists() or not list((root / "results/shapes/steve").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("record,how,stage", [
+    ("seg.json", "truncate", ["table", "--dataset", "shapes", "--model", "savi"]),
+    ("seg.json", "digit", ["table", "--dataset", "shapes", "--model", "savi"]),
+    ("recon.json", "digit", ["fvd", *SAVI, "--kind", "recon"]),
+])
+def test_corrupt_metrics_record_is_named_and_refused(record, how, stage, tmp_path, evaluated, capsys):
+    root = tmp_path / "p"
+    shutil.copytree(evaluated, root)
+    path = root / RUN / record
+    text = path.read_text()
+    if how == "truncate":
+        path.write_text(text[: len(text) // 2])
+    else:  # still valid JSON: one digit of a number changed
+        key = "FG-ARI" if record == "seg.json" else "num_frames_total"
+        start = text.index(f'"{key}": ') + len(key) + 4
+        digit = text[start]
+        path.write_text(text[:start] + str((int(digit) + 1) % 10) + text[start + 1:])
+        json.loads(path.read_text())
+    outputs = [root / "results/shapes/savi/table.csv", root / RUN / "fvd_recon.json"]
+    before = {p: p.stat().st_mtime_ns if p.exists() else None for p in outputs}
+    err = _error(root, stage, capsys)
+    assert f"{RUN}/{record}" in err and ("not valid JSON" in err or "does not match its record_sha256" in err), err
+    assert {p: p.stat().st_mtime_ns if p.exists() else None for p in outputs} == before
+
+
+# ---------------------------------------------------------------------------- 3. NaN / Inf
+def _poison(monkeypatch, cfg_model: str, at_call: int, kind: str):
+    """Make the training loss (or only its gradient) non-finite at the ``at_call``-th training forward."""
+    from slotbench.config import resolve
+    from slotbench.models import build_model
+
+    model_cls = type(build_model(resolve("shapes", cfg_model)["model"], 16))
+    real_loss, calls = model_cls.loss, {"n": 0}
+
+    def loss(self, video, out):
+        losses = real_loss(self, video, out)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == at_call:
+                if kind == "grad":  # finite value, NaN gradient: 0 * d sqrt(x)/dx at 0
+                    param = next(self.parameters())
+                    losses["loss"] = losses["loss"] + torch.sqrt(param.sum() * 0.0)
+                else:
+                    losses["loss"] = losses["loss"] * float(kind)
+        return losses
+
+    monkeypatch.setattr(model_cls, "loss", loss)
+
+
+@pytest.mark.parametrize("kind,message", [("nan", "loss is nan at step 3"), ("inf", "loss is inf at step 3"),
+                                          ("grad", "gradient norm is nan at step 3")])
+def test_non_finite_stops_clearly_and_keeps_the_last_good_checkpoint(kind, message, project, tiny_data, monkeypatch,
+                                                                     capsys):
+    _poison(monkeypatch, "savi", 4, kind)
+    err = _error(project, ["train", *SAVI], capsys)
+    assert err.startswith("slotbench train: error: ") and message in err and "no model.pt is written" in err, err
+    work = project / RUN / "_work"
+    assert [p.name for p in checkpoint.scratch_checkpoints(work)] == ["ckpt_00000003.pt"]
+    assert not (project / RUN / "model.pt").exists()
+    state = checkpoint.load(work / "ckpt_00000003.pt")
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+@pytest.mark.parametrize("kind", ["nan", "grad"])
+def test_non_finite_skip_mode_counts_and_finishes_finite(kind, project, tiny_data, monkeypatch):
+    edit_yaml(project / "params" / "defaults.yaml", "train.nonfinite", "skip")
+    _poison(monkeypatch, "savi", 2, kind)
+    assert _stage(project, ["train", *SAVI]) == 0
+    summary = json.loads((project / RUN / "train.json").read_text())
+    assert summary["nonfinite_skipped"] == 1 and summary["steps"] == 6
+    assert np.isfinite(summary["train_loss"])  # the skipped step's loss is not averaged in
+    state = checkpoint.load(project / RUN / "model.pt")
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+# ---------------------------------------------------------------------------- 4. bad input
+@pytest.mark.parametrize("file,key,value,message", [
+    ("models/savi.yaml", "model.num_slotz", 3, "models/savi.yaml: model.num_slotz: unknown key"),
+    ("profiles/tiny.yaml", "train.lr", "fast", "profiles/tiny.yaml: train.lr: expected a number"),
+    ("defaults.yaml", "train.nonfinite", "ignore", "defaults.yaml: train.nonfinite: expected one of ['stop', 'skip']"),
+    ("profiles/tiny.yaml", "per_model.savi.model.encoder.strides", [2, 3],
+     "dataset.resolution: 16 is not divisible by 6, the encoder's down-sampling"),
+    ("profiles/tiny.yaml", "per_model.savi.model.num_slots", 300,
+     "model.num_slots: 300 slots but the encoder gives only 16x16 = 256 feature positions"),
+    ("profiles/tiny.yaml", "per_model.savi.model.decoder.broadcast_resolution", 3,
+     "model.decoder.broadcast_resolution: 3 with 2 decoder layers reaches [3, 6, 12], not dataset.resolution 16"),
+    ("profiles/tiny.yaml", "per_tokenizer.vqvae.tokenizer.channel_mult", [1, 2, 2, 2, 2, 2],
+     "dataset.resolution: 16 is not divisible by 32"),
+])
+def test_bad_params_are_refused_before_any_compute(file, key, value, message, tmp_path, capsys):
+    root = _new_project(tmp_path / "p", data=False)
+    edit_yaml(root / "params" / file, key, value)
+    args = (["tokenizer", "--dataset", "shapes", "--tokenizer", "vqvae"] if "tokenizer" in key
+            else ["train", *SAVI])
+    err = _error(root, args, capsys)
+    assert message in err, err
+    assert not (root / "results").exists() and not (root / "data").exists()
+
+
+@pytest.mark.parametrize("key,value,expected", [("video_len", 8, "expects 8 frames of 16x16"),
+                                                 ("resolution", 32, "expects 6 frames of 32x32")])
+def test_dataset_of_another_shape_is_refused_at_load(key, value, expected, project, tiny_data, capsys):
+    edit_yaml(project / "params" / "profiles" / "tiny.yaml", f"dataset.{key}", value)
+    if key == "resolution":
+        edit_yaml(project / "params" / "profiles" / "tiny.yaml", "per_model.savi.model.decoder.broadcast_resolution", 8)
+    err = _error(project, ["train", *SAVI], capsys)
+    assert "data/shapes/meta.json: data is 6 frames of 16x16" in err and expected in err, err
+    assert not (project / RUN / "model.pt").exists()
+
+
+# ---------------------------------------------------------------------------- 5. security
+def test_a_checkpoint_that_would_run_code_is_refused_unrun(tmp_path, evaluated, capsys):
+    root = tmp_path / "p"
+    shutil.copytree(evaluated, root)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model": Payload(), "content_sha256": "0" * 64}, root / RUN / "model.pt")
+    err = _error(root, ["eval-seg", *SAVI], capsys)
+    assert f"{RUN}/model.pt: cannot be loaded as a slotbench checkpoint" in err, err
+    assert not marker.exists()
+
+
+SECRET = "s3cr3t-Pa55word"
+
+
+class _FakeMLflow(BaseHTTPRequestHandler):
+    """The few MLflow REST calls a training run makes, recorded (with their Authorization header)."""
+
+    calls: list = []
+
+    def _reply(self, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.calls.append((self.command, self.path, self.headers.get("Authorization"), body))
+        info = {"run_id": "r1", "run_uuid": "r1", "experiment_id": "1", "status": "RUNNING", "start_time": 1,
+                "lifecycle_stage": "active", "artifact_uri": "file:///nowhere"}
+        experiment = {"experiment_id": "1", "name": "slotbench", "lifecycle_stage": "active",
+                      "artifact_location": "file:///nowhere"}
+        path = self.path.split("?")[0]
+        if path.endswith("/experiments/get-by-name"):
+            self._reply({"experiment": experiment})
+        elif path.endswith("/experiments/get"):
+            self._reply({"experiment": experiment})
+        elif path.endswith("/runs/create") or path.endswith("/runs/get"):
+            self._reply({"run": {"info": info, "data": {}}})
+        elif path.endswith("/runs/update"):
+            self._reply({"run_info": {**info, "status": "FINISHED"}})
+        else:
+            self._reply({})
+
+    do_GET = do_POST = do_PATCH = _handle
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+def test_tracking_credentials_are_used_but_never_written(project, tiny_data, capfd):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeMLflow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeMLflow.calls = []
+    uri = f"http://alice:{SECRET}@127.0.0.1:{server.server_address[1]}"
+    edit_yaml(project / "params" / "defaults.yaml", "tracking.enabled", True)
+    edit_yaml(project / "params" / "defaults.yaml", "tracking.uri", uri)
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    try:
+        for args in (["train", *SAVI], ["eval-seg", *SAVI], ["params", "--dataset", "shapes", "--model", "savi"]):
+            assert _stage(project, args) == 0, args
+        # the stage as a subprocess too (what Snakemake runs): its stdout and stderr
+        proc = subprocess.run([sys.executable, "-m", "slotbench", "eval-seg", *SAVI], cwd=project,
+                              capture_output=True, text=True, timeout=300, env=_env())
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        server.shutdown()
+        for k, v in saved_env.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    printed = capfd.readouterr()
+    assert any(path.endswith("/runs/create") for _, path, _, _ in _FakeMLflow.calls)
+    import base64
+
+    expected_auth = "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    assert all(auth == expected_auth for _, _, auth, _ in _FakeMLflow.calls)  # the credentials were used...
+    assert not any(SECRET in body for _, _, _, body in _FakeMLflow.calls)  # ...but not logged as a param
+    assert "alice:***@127.0.0.1" in printed.out  # `slotbench params` shows the URI redacted
+    leaks = [p for p in project.rglob("*") if p.is_file() and "params" not in p.relative_to(project).parts[:1]
+             and SECRET.encode() in p.read_bytes()]
+    assert not leaks, f"the tracking password was written to {leaks}"
+    for text in (printed.out, printed.err, proc.stdout, proc.stderr):
+        assert SECRET not in text
+    assert checkpoint.load(project / RUN / "model.pt")["config"]["tracking"]["uri"].startswith("http://alice:***@")
+
+
+# ---------------------------------------------------------------------------- 6. concurrency
+def test_second_snakemake_on_the_same_directory_is_refused_by_the_lock(tmp_path):
+    root = tmp_path / "p"
+    root.mkdir()
+    for name in ("Snakefile", "workflow"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    copy_params(root)
+    hold = tmp_path / "release"  # the first run's training job waits at its first batch until this exists
+    env = _env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               **{fault_hooks.HOLD_ENV: str(hold)})
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", f"{RUN}/model.pt"]
+    first = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not Path(f"{hold}.held").exists():  # the export job is done, the training job is running
+            assert first.poll() is None and time.monotonic() < deadline, "the first run ended early"
+            time.sleep(0.2)
+        second = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=240)
+        assert second.returncode != 0 and "LockException" in second.stdout + second.stderr, second.stderr[-2000:]
+        assert first.poll() is None, "the second run disturbed the first"
+    finally:
+        hold.touch()
+        out = first.communicate(timeout=240)[0]
+    assert first.returncode == 0, out[-3000:]
+    assert checkpoint.load(root / RUN / "model.pt")["step"] == 6
+    assert not list((root / ".snakemake" / "locks").glob("*")), "lock not released"
+    from slotbench.data.storage import open_split
+
+    for split in ("train", "validation", "test"):  # the data both runs saw is intact
+        open_split(root / "data" / "shapes", split, verify_checksums=True)
