@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 KILL_ENV = "SLOTBENCH_FAULT_KILL_AT"
 HOLD_ENV = "SLOTBENCH_FAULT_HOLD"

@@ -183,7 +183,8 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
                 if tcfg["clip_grad"] > 0:
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["clip_grad"])
                 else:
-                    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+                    grads = [p.grad for p in model.parameters() if p.grad is not None]
+                    grad_norm = torch.nn.utils.get_total_norm(grads)
                 if not torch.isfinite(grad_norm):
                     fault = f"gradient norm is {grad_norm.item()}"
             elif fault is None and tcfg["clip_grad"] > 0:
@@ -198,7 +199,8 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
             else:  # train.nonfinite: skip: no update from this batch, counted
                 skipped += 1
                 if ctx.is_main:
-                    bar.write(f"warning: {fault} at step {step}: update skipped ({skipped} so far, train.nonfinite: skip)")
+                    bar.write(f"warning: {fault} at step {step}: update skipped "
+                              f"({skipped} so far, train.nonfinite: skip)")
             optimizer.zero_grad(set_to_none=True)
             step += 1
             timed_n += 1
@@ -250,8 +252,9 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
             "torch_version": torch.__version__,
         }
         if ctx.is_main:
-            checkpoint.save(run_dir / "model.pt", {"model": exported_weights(model), "config": redact_config(cfg), "seed": seed,
-                                                   "step": step, "fingerprint": run_fingerprint, **extra_state})
+            checkpoint.save(run_dir / "model.pt", {"model": exported_weights(model), "config": redact_config(cfg),
+                                                   "seed": seed, "step": step, "fingerprint": run_fingerprint,
+                                                   **extra_state})
             write_record(run_dir / "train.json", summary)
             checkpoint.save_scratch(work_dir, step, snapshot())
         distributed.barrier(ctx)
