@@ -215,7 +215,7 @@ EVAL = {
     "chunk_len": integer(1),
     "recon_batch_size": integer(1),
     "comp_batch_size": integer(2),
-    "sampler": one_of("dpm++", "ddim", "ddpm"),
+    "sampler": one_of("dpm++", "dpm++2m", "ddim", "ddpm"),
     "sampler_steps": optional(integer(1)),
     "seed": integer(0),
     "save_videos": boolean(),

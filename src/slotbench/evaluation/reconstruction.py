@@ -114,7 +114,7 @@ def decoder_settings(model: nn.Module, eval_cfg: dict) -> dict:
         return {"decoder": "autoregressive transformer, greedy argmax, KV cache",
                 "tokens_per_frame": int(model.num_tokens), "decode_batch_frames": STEVE_DECODE_BATCH}
     sampler, steps = _key(eval_cfg, "sampler"), _key(eval_cfg, "sampler_steps")
-    default_steps = {"dpm++": 20, "ddim": 200}.get(sampler)
+    default_steps = {"dpm++": 20, "dpm++2m": 20, "ddim": 200}.get(sampler)
     return {"decoder": "latent diffusion", "sampler": sampler,
             "sampler_steps": steps if steps is not None else default_steps,
             "same_noise": True, "noise_generator": "torch CPU generator seeded with eval.seed"}

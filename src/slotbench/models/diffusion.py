@@ -50,6 +50,7 @@ __all__ = [
     "ddpm_sample",
     "diffusion_loss",
     "dpm_solver_orders",
+    "dpm_solver_pp_2m_sample",
     "dpm_solver_pp_sample",
     "dpm_solver_pp_update",
     "make_betas",
@@ -62,7 +63,7 @@ EpsFn = Callable[[Tensor, Tensor], Tensor]
 DenoiseFn = Callable[[Tensor], Tensor]
 """``denoise_fn(x0_hat) -> x0_hat``: applied to every clean-data prediction."""
 
-SAMPLERS = ("dpm++", "ddim", "ddpm")
+SAMPLERS = ("dpm++", "dpm++2m", "ddim", "ddpm")
 
 
 def make_betas(
@@ -280,6 +281,32 @@ def dpm_solver_orders(steps: int, order: int) -> list[int]:
     return orders
 
 
+def _time_range(vp: VPSchedule, t_start: float | None, t_end: float | None) -> tuple[float, float]:
+    """``(t_start, t_end)``, defaulting to ``1`` and ``1/T``, checked ``0 < t_end < t_start <= 1``."""
+    t_start = vp.t_max if t_start is None else float(t_start)
+    t_end = vp.t_min if t_end is None else float(t_end)
+    if not (0.0 < t_end < t_start <= 1.0):
+        raise ValueError(f"need 0 < t_end < t_start <= 1, got t_start={t_start}, t_end={t_end}")
+    return t_start, t_end
+
+
+def _data_predictor(eps_fn: EpsFn, vp: VPSchedule, denoise_fn: DenoiseFn | None,
+                    dtype: torch.dtype) -> Callable[[Tensor, float], Tensor]:
+    """``data_pred(x, t) -> x0_hat = denoise_fn((x - sigma_t eps) / alpha_t)``, calling ``eps_fn``
+    with the model time ``(t - 1/T) * T`` as a ``[B]`` tensor (float64 for float64 ``x``)."""
+    t_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+
+    def data_pred(x_in: Tensor, t: float) -> Tensor:
+        t_in = torch.full(
+            (x_in.shape[0],), float(vp.model_time(t)), dtype=t_dtype, device=x_in.device
+        )
+        eps = eps_fn(x_in, t_in)
+        x0 = (x_in - float(vp.sigma(t)) * eps) / float(vp.alpha(t))
+        return denoise_fn(x0) if denoise_fn is not None else x0
+
+    return data_pred
+
+
 def dpm_solver_pp_sample(
     eps_fn: EpsFn,
     x: Tensor,
@@ -317,23 +344,11 @@ def dpm_solver_pp_sample(
     single-step method used here has no such switch.)
     """
     vp = VPSchedule(schedule)
-    t_start = vp.t_max if t_start is None else float(t_start)
-    t_end = vp.t_min if t_end is None else float(t_end)
-    if not (0.0 < t_end < t_start <= 1.0):
-        raise ValueError(f"need 0 < t_end < t_start <= 1, got t_start={t_start}, t_end={t_end}")
+    t_start, t_end = _time_range(vp, t_start, t_end)
     orders = dpm_solver_orders(int(steps), int(order))
     grid = torch.linspace(t_start, t_end, int(steps) + 1, dtype=torch.float64, device="cpu")
     bounds = list(itertools.accumulate(orders, initial=0))
-    t_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-
-    def data_pred(x_in: Tensor, t: float) -> Tensor:
-        t_in = torch.full(
-            (x_in.shape[0],), float(vp.model_time(t)), dtype=t_dtype, device=x_in.device
-        )
-        eps = eps_fn(x_in, t_in)
-        x0 = (x_in - float(vp.sigma(t)) * eps) / float(vp.alpha(t))
-        return denoise_fn(x0) if denoise_fn is not None else x0
-
+    data_pred = _data_predictor(eps_fn, vp, denoise_fn, x.dtype)
     for k, step_order in enumerate(orders):
         x = dpm_solver_pp_update(
             data_pred, x, float(grid[bounds[k]]), float(grid[bounds[k + 1]]), step_order, vp
@@ -399,6 +414,47 @@ def dpm_solver_pp_update(
     )
     m_2 = data_pred(x_2, t_2)
     return x_t + (1.0 / r2) * (a(t_t) * (phi_1 / h + 1.0)) * (m_2 - m_s)
+
+
+def dpm_solver_pp_2m_sample(
+    eps_fn: EpsFn,
+    x: Tensor,
+    schedule: DiffusionSchedule,
+    steps: int = 20,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    denoise_fn: DenoiseFn | None = None,
+) -> Tensor:
+    """Multistep second-order DPM-Solver++ ("2M", Lu et al. 2022, Algorithm 2): one model
+    evaluation per step over ``steps + 1`` times uniform in ``lambda = log(alpha / sigma)``
+    (``skip_type='logSNR'``: equal ``h``, which the multistep extrapolation needs; time-uniform
+    steps make the last ``h`` many times the first and the method lose its order).
+
+    Step ``i`` (``h_i = lambda_i - lambda_{i-1}``, ``m_j`` the data prediction at ``t_j``):
+    the first step is first order (DDIM), ``x_i = sigma_i / sigma_{i-1} x_{i-1} - alpha_i
+    expm1(-h_i) m_{i-1}``; later steps replace ``m_{i-1}`` with ``(1 + 1/(2 r)) m_{i-1} -
+    1/(2 r) m_{i-2}``, ``r = h_{i-1} / h_i``. With fewer than 10 steps the last step is first
+    order again (the official ``lower_order_final``). Not the reference evaluation's sampler
+    (that is the single-step order-3 :func:`dpm_solver_pp_sample`).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    vp = VPSchedule(schedule)
+    t_start, t_end = _time_range(vp, t_start, t_end)
+    ends = vp.lam(torch.tensor([t_start, t_end], dtype=torch.float64)).tolist()
+    lam = torch.linspace(ends[0], ends[1], int(steps) + 1, dtype=torch.float64).tolist()
+    times = [t_start] + [float(vp.inverse_lambda(v)) for v in lam[1:-1]] + [t_end]
+    data_pred = _data_predictor(eps_fn, vp, denoise_fn, x.dtype)
+    m_prev = None
+    for i in range(1, int(steps) + 1):
+        m = data_pred(x, times[i - 1])
+        h = lam[i] - lam[i - 1]
+        first_order = m_prev is None or (i == steps and steps < 10)
+        d = m if first_order else m + (m - m_prev) * (h / (2.0 * (lam[i - 1] - lam[i - 2])))
+        x = (float(vp.sigma(times[i])) / float(vp.sigma(times[i - 1]))) * x \
+            - (float(vp.alpha(times[i])) * math.expm1(-h)) * d
+        m_prev = m
+    return x
 
 
 # ====================================================================== DDIM
@@ -495,11 +551,15 @@ def sample(
     """Run ``sampler`` (``"dpm++"``, ``"ddim"`` or ``"ddpm"``) with the reference settings.
 
     ``steps=None`` takes each sampler's reference count: 20 model evaluations for DPM-Solver++
-    (order 3, single-step), 200 for DDIM (eta 0), ``T`` for DDPM (which takes no ``steps``).
+    (order 3, single-step) and for DPM-Solver++(2M) (multistep, order 2), 200 for DDIM (eta 0), ``T`` for DDPM (which takes no ``steps``).
     ``same_noise`` / ``generator`` only matter for the stochastic DDPM steps.
     """
     if sampler == "dpm++":
         return dpm_solver_pp_sample(
+            eps_fn, x, schedule, steps=20 if steps is None else steps, denoise_fn=denoise_fn
+        )
+    if sampler == "dpm++2m":
+        return dpm_solver_pp_2m_sample(
             eps_fn, x, schedule, steps=20 if steps is None else steps, denoise_fn=denoise_fn
         )
     if sampler == "ddim":
