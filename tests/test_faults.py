@@ -83,9 +83,16 @@ def _cwd(path: Path):
 
 
 def _stage(cwd: Path, args: list[str]) -> int:
-    """The stage in this process (what `python -m slotbench ARGS` runs), in ``cwd``."""
-    with _cwd(cwd):
-        return cli.main(args)
+    """The stage in this process (what `python -m slotbench ARGS` runs), in ``cwd``, on one torch
+    thread like the killed subprocesses (``OMP_NUM_THREADS=1``): float sums split over another
+    number of threads can differ in the last bit, and runs are compared bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _cwd(cwd):
+            return cli.main(args)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _events(cwd: Path, args: list[str]) -> list[str]:
