@@ -33,7 +33,8 @@ class SlotTrunk(nn.Module):
 
     Args:
         cfg: the model config dict (keys ``num_slots``, ``slot_size``, ``slot_mlp_size``,
-            ``num_iterations``, ``slot_eps``, ``encoder``, ``predictor``; other keys ignored).
+            ``num_iterations``, ``slot_eps``, ``slot_init``, ``slot_bilevel``, ``encoder``,
+            ``predictor``; other keys ignored).
         resolution: input frame size ``H = W``.
 
     Attributes:
@@ -78,7 +79,7 @@ class SlotTrunk(nn.Module):
             nn.ReLU(),
             nn.Linear(self.feature_size, self.feature_size),
         )
-        self.slot_init = str(cfg.get("slot_init", "learned"))
+        self.slot_init = str(cfg["slot_init"])
         if self.slot_init == "learned":
             self.init_latents = nn.Parameter(torch.randn(1, self.num_slots, self.slot_size))
         elif self.slot_init == "sampled":
@@ -93,7 +94,7 @@ class SlotTrunk(nn.Module):
             mlp_hidden_size=int(cfg["slot_mlp_size"]),
             num_iterations=int(cfg["num_iterations"]),
             eps=float(cfg["slot_eps"]),
-            bilevel=bool(cfg.get("slot_bilevel", False)),
+            bilevel=bool(cfg["slot_bilevel"]),
         )
         pred = cfg["predictor"]
         self.predictor = TransformerPredictor(
