@@ -42,14 +42,20 @@ from conftest import REPO, copy_params, edit_yaml
 HOOK_DIR = REPO / "tests" / "faultinject"
 RUN = "results/shapes/savi/seed0"
 SAVI = ["--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"]
+EXPORT = ["export", "--dataset", "shapes", "--no-progress"]
 #: (stage, its command line, case number): one SIGKILL case each, at a seeded random event.
 KILL_CASES = [
+    ("export", EXPORT, 0),
+    ("export", EXPORT, 1),
     ("tokenizer", ["tokenizer", "--dataset", "shapes", "--tokenizer", "dvae", "--no-progress"], 0),
     ("tokenizer:vqvae", ["tokenizer", "--dataset", "shapes", "--tokenizer", "vqvae", "--no-progress"], 0),
     ("train", ["train", *SAVI], 0),
     ("train", ["train", *SAVI], 1),
     ("train", ["train", *SAVI], 3),
     ("train+mlflow", ["train", *SAVI], 2),
+    ("train:steve", ["train", "--dataset", "shapes", "--model", "steve", "--seed", "0", "--no-progress"], 1),
+    ("train:slotdiffusion", ["train", "--dataset", "shapes", "--model", "slotdiffusion", "--seed", "0",
+                             "--no-progress"], 1),
     ("eval-seg", ["eval-seg", *SAVI], 0),
     ("eval-recon", ["eval-recon", *SAVI], 0),
     ("eval-recon", ["eval-recon", *SAVI], 1),
@@ -60,9 +66,13 @@ KILL_CASES = [
 ]
 #: Outputs compared after the resumed run, per stage (relative to the project).
 OUTPUTS = {
+    "export": ["data/shapes"],
     "tokenizer": ["results/shapes/dvae/model.pt", "results/shapes/dvae/train.json"],
     "tokenizer:vqvae": ["results/shapes/vqvae/model.pt", "results/shapes/vqvae/train.json"],
     "train": [f"{RUN}/model.pt", f"{RUN}/train.json"],
+    "train:steve": ["results/shapes/steve/seed0/model.pt", "results/shapes/steve/seed0/train.json"],
+    "train:slotdiffusion": ["results/shapes/slotdiffusion/seed0/model.pt",
+                            "results/shapes/slotdiffusion/seed0/train.json"],
     "eval-seg": [f"{RUN}/seg.json"],
     "eval-recon": [f"{RUN}/recon.json", f"{RUN}/eval"],
     "eval-comp-gen": [f"{RUN}/comp_gen.json", f"{RUN}/eval"],
@@ -172,7 +182,7 @@ def _same_outputs(stage: str, ref: Path, resumed: Path) -> None:
         oa, ob = checkpoint.load(last_a)["optimizer"], checkpoint.load(last_b)["optimizer"]
         for sa, sb in zip(oa["state"].values(), ob["state"].values()):
             assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    leftovers = [p for p in resumed.rglob(".tmp-*") if "results" in p.parts]
+    leftovers = [p for p in resumed.rglob(".tmp-*") if {"results", "data"} & set(p.parts)]
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
@@ -200,7 +210,7 @@ def evaluated(tmp_path_factory) -> Path:
 
 def _fvd_inputs(root: Path) -> None:
     """16-frame videos and a stand-in detector, so that the fvd stage computes a number."""
-    from slotbench.io import write_record
+    from slotbench.io import sha256_file, write_record
     from slotbench.metrics.fvd import write_video_folder
 
     rng = np.random.default_rng(0)
@@ -213,13 +223,19 @@ def _fvd_inputs(root: Path) -> None:
     (root / "weights").mkdir()
     torch.jit.script(_ScriptedI3D()).save(str(root / "weights" / "i3d.pt"))
     edit_yaml(root / "params" / "defaults.yaml", "fvd.detector_path", "weights/i3d.pt")
+    edit_yaml(root / "params" / "defaults.yaml", "fvd.detector_sha256", sha256_file(root / "weights" / "i3d.pt"))
 
 
 # ---------------------------------------------------------------------------- 1. SIGKILL at any moment
 @pytest.mark.parametrize("stage,args,case", KILL_CASES, ids=[f"{s}-{c}" for s, _, c in KILL_CASES])
 def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(stage, args, case, tmp_path, evaluated):
-    if stage.startswith(("tokenizer", "train")):
+    if stage == "export":
+        ref = _new_project(tmp_path / "ref", data=False)
+    elif stage.startswith(("tokenizer", "train")):
         ref = _new_project(tmp_path / "ref")
+        tokenizer = {"train:steve": "dvae", "train:slotdiffusion": "vqvae"}.get(stage)
+        if tokenizer:  # the frozen tokenizer these models train on, made before the copy
+            assert _stage(ref, ["tokenizer", "--dataset", "shapes", "--tokenizer", tokenizer, "--no-progress"]) == 0
     else:
         ref = tmp_path / "ref"
         shutil.copytree(evaluated, ref)
@@ -257,8 +273,9 @@ def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(stage, args, case, tmp_
 
 def test_sigterm_and_sigkill_cases_are_counted():
     """The README quotes this number; SIGTERM's checkpoint-and-exit is tests/test_training.py's and
-    tests/test_ddp.py's, an export killed mid-way tests/test_movi_export.py's."""
-    assert len(KILL_CASES) == 13 and {s.split("+")[0] for s, _, _ in KILL_CASES} == set(OUTPUTS)
+    tests/test_ddp.py's, a MOVi export killed mid-way tests/test_movi_export.py's and
+    tests/test_movi_tfds_real.py's."""
+    assert len(KILL_CASES) == 17 and {s.split("+")[0] for s, _, _ in KILL_CASES} == set(OUTPUTS)
 
 
 # ---------------------------------------------------------------------------- 2. corruption
@@ -378,6 +395,21 @@ def test_corrupt_metrics_record_is_named_and_refused(record, how, stage, tmp_pat
     assert {p: p.stat().st_mtime_ns if p.exists() else None for p in outputs} == before
 
 
+def test_corrupt_dataset_meta_json_is_named_and_refused(tmp_path, evaluated, capsys):
+    """One flipped bit in data/shapes/meta.json (here in a recorded SHA-256 of a shard, which would
+    otherwise make every later check compare against a wrong digest) is caught by its own digest."""
+    root = tmp_path / "p"
+    shutil.copytree(evaluated, root)
+    meta = root / "data" / "shapes" / "meta.json"
+    text = meta.read_text()
+    at = text.index('"sha256": "') + len('"sha256": "')
+    meta.write_text(text[:at] + chr(ord(text[at]) ^ 0x01) + text[at + 1:])
+    seg = (root / RUN / "seg.json").read_bytes()
+    err = _error(root, ["eval-seg", *SAVI], capsys)
+    assert "data/shapes/meta.json" in err and "does not match its record_sha256" in err, err
+    assert (root / RUN / "seg.json").read_bytes() == seg
+
+
 # ---------------------------------------------------------------------------- 3. NaN / Inf
 def _poison(monkeypatch, cfg_model: str, at_call: int, kind: str):
     """Make the training loss (or only its gradient) non-finite at the ``at_call``-th training forward."""
@@ -464,6 +496,26 @@ def test_dataset_of_another_shape_is_refused_at_load(key, value, expected, proje
 
 
 # ---------------------------------------------------------------------------- 5. security
+@pytest.mark.parametrize("pin", [None, "0" * 64])
+def test_an_unverified_fvd_detector_is_not_loaded(pin, tmp_path, evaluated, capsys):
+    """The stand-in detector without its pinned SHA-256 (or with another one): the fvd stage leaves
+    the cell empty with the reason and the line to add, and never loads the TorchScript file."""
+    root = tmp_path / "p"
+    shutil.copytree(evaluated, root)
+    _fvd_inputs(root)
+    edit_yaml(root / "params" / "defaults.yaml", "fvd.detector_sha256", pin)
+    real_load, loads = torch.jit.load, []
+    torch.jit.load = lambda *a, **k: loads.append(a) or real_load(*a, **k)
+    try:
+        assert _stage(root, ["fvd", *SAVI, "--kind", "recon"]) == 0
+    finally:
+        torch.jit.load = real_load
+    record = json.loads((root / RUN / "fvd_recon.json").read_text())
+    assert record["FVD"] is None and "weights/i3d.pt" in record["reason"] and not loads
+    assert ("fvd.detector_sha256: " if pin is None else "differs from fvd.detector_sha256") in record["reason"]
+    assert "FVD (recon) not computed" in capsys.readouterr().out
+
+
 def test_a_checkpoint_that_would_run_code_is_refused_unrun(tmp_path, evaluated, capsys):
     root = tmp_path / "p"
     shutil.copytree(evaluated, root)
@@ -555,6 +607,47 @@ def test_tracking_credentials_are_used_but_never_written(project, tiny_data, cap
 
 
 # ---------------------------------------------------------------------------- 6. concurrency
+def _wait_until_held(hold: Path, first: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 240
+    while not Path(f"{hold}.held").exists():  # the export job is done, the training job is running
+        assert first.poll() is None and time.monotonic() < deadline, "the first run ended early"
+        time.sleep(0.2)
+
+
+def test_second_dvc_repro_on_the_same_directory_is_refused_by_the_lock(tmp_path):
+    from test_workflow import _project
+
+    (tmp_path / "p").mkdir()
+    root = _project(tmp_path / "p")
+    bin_dir = Path(sys.executable).parent
+    env = _env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    dvc = [sys.executable, "-m", "dvc"]
+    edit_yaml(root / "params" / "defaults.yaml", "grid.models", ["savi"])
+    for args in ([sys.executable, "-m", "slotbench", "dvc-yaml"], [*dvc, "init", "--no-scm", "-q"]):
+        subprocess.run(args, cwd=root, env=env, check=True, capture_output=True, timeout=120)
+    hold = tmp_path / "release"  # the first repro's training stage waits at its first batch until this exists
+    held_env = {**env, fault_hooks.HOLD_ENV: str(hold)}
+    target = ["repro", "train_shapes_savi_seed0"]
+    first = subprocess.Popen([*dvc, *target], cwd=root, env=held_env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_until_held(hold, first)
+        second = subprocess.run([*dvc, *target], check=False, cwd=root, env=held_env, capture_output=True, text=True,
+                                timeout=240)
+        said = second.stdout + second.stderr  # DVC's repository lock, or its read/write lock on the stage's files
+        assert second.returncode != 0 and ("Unable to acquire lock" in said or "is busy, it is being blocked by" in said), \
+            said[-2000:]
+        assert first.poll() is None, "the second run disturbed the first"
+    finally:
+        hold.touch()
+        out = first.communicate(timeout=240)[0]
+    assert first.returncode == 0, out[-3000:]
+    assert checkpoint.load(root / RUN / "model.pt")["step"] == 6
+    status = subprocess.run([*dvc, "status", "train_shapes_savi_seed0"], cwd=root, env=env, check=True,
+                            capture_output=True, text=True, timeout=120).stdout
+    assert "up to date" in status, status  # the lock was released and dvc.lock records the finished stage
+
+
 def test_second_snakemake_on_the_same_directory_is_refused_by_the_lock(tmp_path):
     root = tmp_path / "p"
     root.mkdir()
@@ -568,10 +661,7 @@ def test_second_snakemake_on_the_same_directory_is_refused_by_the_lock(tmp_path)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", f"{RUN}/model.pt"]
     first = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 240
-        while not Path(f"{hold}.held").exists():  # the export job is done, the training job is running
-            assert first.poll() is None and time.monotonic() < deadline, "the first run ended early"
-            time.sleep(0.2)
+        _wait_until_held(hold, first)
         second = subprocess.run(cmd, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=240)
         assert second.returncode != 0 and "LockException" in second.stdout + second.stderr, second.stderr[-2000:]
         assert first.poll() is None, "the second run disturbed the first"

@@ -251,11 +251,37 @@ def test_detector_found_in_stylegan_v_cache(env, tmp_path, detector_file):
     cached.parent.mkdir(parents=True)
     cached.write_bytes(detector_file.read_bytes())
     assert fvd.find_detector() == cached
-    module, info = fvd.load_detector()
-    assert info["path"] == str(cached) and info["sha256"] == hashlib.sha256(cached.read_bytes()).hexdigest()
+    digest = hashlib.sha256(cached.read_bytes()).hexdigest()
+    module, info = fvd.load_detector(expected_sha256=digest)
+    assert info["path"] == str(cached) and info["sha256"] == digest and info["verified_by"] == "fvd.detector_sha256"
     assert info["matches_third_party_copy"] is False and info["known_sha256"] is None
     assert module(torch.zeros(1, 3, 16, 8, 8, dtype=torch.uint8), rescale=True, resize=True,
                   return_features=True).shape == (1, 6)
+
+
+def test_detector_is_verified_before_torchscript_loads_it(env, tmp_path, detector_file, monkeypatch):
+    """A TorchScript file runs its own code: only the known copy (by git blob id) or the file whose
+    SHA-256 the user pinned is loaded; anything else is refused before torch.jit.load sees it."""
+    placed = tmp_path / "weights" / "i3d_torchscript.pt"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(detector_file.read_bytes())
+    digest = hashlib.sha256(placed.read_bytes()).hexdigest()
+    loads = []
+    real_load = torch.jit.load
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+
+    with pytest.raises(fvd.UnverifiedDetectorError) as err:  # not the known copy, nothing pinned
+        fvd.load_detector()
+    assert str(placed) in str(err.value) and f"fvd.detector_sha256: {digest}" in str(err.value)
+    with pytest.raises(fvd.UnverifiedDetectorError, match="differs from fvd.detector_sha256"):
+        fvd.load_detector(expected_sha256="0" * 64)
+    assert loads == [], "an unverified file reached torch.jit.load"
+
+    _, info = fvd.load_detector(expected_sha256=digest.upper())  # pinned by the user
+    assert info["verified_by"] == "fvd.detector_sha256" and len(loads) == 1
+    monkeypatch.setattr(fvd, "I3D_THIRD_PARTY_GIT_BLOB_SHA1", fvd.git_blob_sha1(placed))  # as if the known copy
+    _, info = fvd.load_detector()
+    assert info["matches_third_party_copy"] is True and info["verified_by"].startswith("git blob id")
 
 
 def test_detector_download_with_file_url(env, tmp_path, detector_file):
@@ -272,7 +298,7 @@ def test_detector_download_with_file_url(env, tmp_path, detector_file):
     assert path == tmp_path / "weights" / "i3d_torchscript.pt"
     assert path.read_bytes() == detector_file.read_bytes()
     fvd.write_video_folder(tmp_path / "a", _videos(3, [16] * 3))
-    res = fvd.compute_fvd(tmp_path / "a", tmp_path / "a", device="cpu", progress=False)
+    res = fvd.compute_fvd(tmp_path / "a", tmp_path / "a", device="cpu", progress=False, detector_sha256=digest)
     assert res["detector"]["sha256"] == digest and abs(res["fvd"]) < 1e-6
 
 
@@ -323,7 +349,13 @@ def checkout(tmp_path, monkeypatch):
 
 def test_run_stylegan_v_arguments_and_parsing(checkout, tmp_path, monkeypatch, detector_file):
     monkeypatch.chdir(tmp_path)
-    res = fvd.run_stylegan_v(checkout, "eval/gt_vids/", "eval/comp_vids", detector_path=detector_file)
+    with pytest.raises(fvd.UnverifiedDetectorError):  # checked before the script runs
+        fvd.run_stylegan_v(checkout, "eval/gt_vids/", "eval/comp_vids", detector_path=detector_file)
+    assert not (tmp_path / "record.json").exists()
+    digest = hashlib.sha256(detector_file.read_bytes()).hexdigest()
+    res = fvd.run_stylegan_v(checkout, "eval/gt_vids/", "eval/comp_vids", detector_path=detector_file,
+                             detector_sha256=digest)
+    assert res["detector"]["sha256"] == digest
     assert res["fvd"] == 123.456 and res["metric"] == "fvd2048_16f"
     assert res["results"] == {"fvd2048_16f": 123.456} and res["num_gpus"] == 1
     record = json.loads((tmp_path / "record.json").read_text())

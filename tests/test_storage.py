@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from slotbench.data.storage import DataError, SplitWriter, open_split, read_meta, write_meta
+from slotbench.io import RECORD_DIGEST_KEY, write_record
 
 
 def _write(root, n=3, t=4, r=8, seed=0):
@@ -55,12 +56,37 @@ def test_bit_flip_detected_by_checksum(tmp_path):
         open_split(tmp_path, "train", verify_checksums=True)
 
 
+@pytest.mark.parametrize("how", ["flip-a-digit", "edit-and-keep-digest", "drop-digest", "truncate"])
+def test_meta_json_itself_is_checked(how, tmp_path):
+    """meta.json carries its own SHA-256: a flipped bit in a recorded size or digest, an edit, a
+    missing digest (older or hand-made file) or a cut file is refused, naming meta.json."""
+    _write(tmp_path)
+    path = tmp_path / "meta.json"
+    text = path.read_text()
+    if how == "flip-a-digit":  # one bit of the recorded byte size of video.npy: 2 -> 3, or the like
+        size = str(read_meta(tmp_path)["splits"]["train"]["files"]["video.npy"]["bytes"])
+        at = text.index(f'"bytes": {size}') + len('"bytes": ')
+        text = text[:at] + chr(ord(text[at]) ^ 0x01) + text[at + 1:]
+    elif how == "edit-and-keep-digest":
+        text = text.replace('"source": "test"', '"source": "tset"')
+    elif how == "drop-digest":
+        meta = json.loads(text)
+        del meta[RECORD_DIGEST_KEY]
+        text = json.dumps(meta)
+    else:
+        text = text[: len(text) // 2]
+    path.write_text(text)
+    expected = {"drop-digest": "no record_sha256", "truncate": "not valid JSON"}.get(how, "does not match its record_sha256")
+    with pytest.raises(DataError, match=f"meta.json: .*{expected}"):
+        open_split(tmp_path, "train")
+
+
 def test_mismatched_shape_and_missing_files(tmp_path):
     _write(tmp_path)
     np.save(tmp_path / "train" / "num_objects.npy", np.zeros(3, dtype=np.int32))  # 4 bytes per entry
     meta = json.loads((tmp_path / "meta.json").read_text())
     meta["splits"]["train"]["files"]["num_objects.npy"]["bytes"] = (tmp_path / "train" / "num_objects.npy").stat().st_size
-    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    write_record(tmp_path / "meta.json", meta)  # an edit with a fresh digest: the file checks catch it
     with pytest.raises(DataError, match=r"num_objects.npy: int32 \[3\], meta.json says int16 \[3\]"):
         open_split(tmp_path, "train")
     (tmp_path / "train" / "video.npy").unlink()

@@ -17,6 +17,7 @@ from .schema import (
     number,
     one_of,
     optional,
+    sha256_hex,
     string,
 )
 
@@ -225,6 +226,7 @@ EVAL = {
 FVD = {
     "stylegan_v_checkout": optional(string()),
     "detector_path": optional(string()),
+    "detector_sha256": optional(sha256_hex()),
     "seed": integer(0),
 }
 

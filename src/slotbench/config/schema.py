@@ -66,6 +66,16 @@ def string() -> Spec:
     return Spec("string", lambda v: None if isinstance(v, str) else f"expected a string, got {v!r}")
 
 
+def sha256_hex() -> Spec:
+    """A full SHA-256 digest: 64 hexadecimal digits."""
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str) or len(v) != 64 or any(c not in "0123456789abcdefABCDEF" for c in v):
+            return f"expected a SHA-256 digest (64 hex digits), got {v!r}"
+        return None
+
+    return Spec("SHA-256 (64 hex digits)", check)
+
+
 def boolean() -> Spec:
     return Spec("boolean", lambda v: None if isinstance(v, bool) else f"expected true or false, got {v!r}")
 

@@ -2,7 +2,8 @@
 
 Layout of ``data/{dataset}/``::
 
-    meta.json                  written last: shapes, dtypes, byte sizes and SHA-256 of every file
+    meta.json                  written last: shapes, dtypes, byte sizes and SHA-256 of every file,
+                               and its own SHA-256 (record_sha256)
     {split}/video.npy          uint8 [N, T, H, W, 3]   RGB frames
     {split}/seg.npy            uint8 [N, T, H, W]      instance ids, 0 = background, consistent through time
     {split}/num_objects.npy    int16 [N]               objects per video
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..io import TMP_PREFIX, read_json, sha256_file, write_json
+from ..io import RECORD_DIGEST_KEY, TMP_PREFIX, read_json, sha256_file, write_json, write_record
 
 FORMAT = "slotbench-video-v1"
 ARRAYS = ("video.npy", "seg.npy", "num_objects.npy")
@@ -281,8 +282,10 @@ def _final_files_match(folder: Path, split_meta: dict | None) -> bool:
 
 
 def write_meta(root: str | os.PathLike, meta: dict) -> None:
-    """Write ``meta.json`` (call last, when every split is complete)."""
-    write_json(Path(root) / "meta.json", {"format": FORMAT, **meta})
+    """Write ``meta.json`` (call last, when every split is complete) with its own SHA-256
+    (``record_sha256``, see :func:`slotbench.io.write_record`), so that a flipped bit in the
+    metadata itself is caught like one in an array."""
+    write_record(Path(root) / "meta.json", {"format": FORMAT, **meta})
 
 
 def read_meta(root: str | os.PathLike) -> dict:
@@ -290,9 +293,17 @@ def read_meta(root: str | os.PathLike) -> dict:
     path = Path(root) / "meta.json"
     if not path.is_file():
         raise DataError(f"{path}: not found; run the export stage first (slotbench export --dataset {Path(root).name})")
-    meta = read_json(path)
-    if meta.get("format") != FORMAT:
-        raise DataError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    try:
+        meta = read_json(path)  # checks record_sha256 when present
+    except ValueError as err:
+        raise DataError(f"{err} (slotbench export --dataset {Path(root).name})") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DataError(f"{path}: format {found!r}, expected {FORMAT!r}")
+    if RECORD_DIGEST_KEY not in meta:
+        raise DataError(f"{path}: no {RECORD_DIGEST_KEY} (written by an older slotbench, or by hand), so its "
+                        f"content cannot be trusted: re-run the export stage (slotbench export --dataset "
+                        f"{Path(root).name})")
     return meta
 
 

@@ -2,7 +2,8 @@
 
 With ``fvd.stylegan_v_checkout`` set, StyleGAN-V's own ``calc_metrics_for_dataset.py`` runs as a
 subprocess; otherwise slotbench's implementation of the same ``fvd2048_16f`` protocol, with the
-same I3D TorchScript detector. When the protocol cannot run (no detector file, videos shorter
+same I3D TorchScript detector. When the protocol cannot run (no detector file, or one that is not
+the known copy nor pinned by ``fvd.detector_sha256``, videos shorter
 than its 16-frame clips, frames not saved) the record says why and ``FVD`` is ``null``: never a
 number from another network under the FVD name.
 """
@@ -44,13 +45,15 @@ def run_fvd(fvd_cfg: dict, kind: str, eval_record: str | Path, out_json: str | P
         try:
             if fvd_cfg["stylegan_v_checkout"]:
                 result = fvd_metric.run_stylegan_v(fvd_cfg["stylegan_v_checkout"], real, fake,
-                                                   detector_path=fvd_cfg["detector_path"])
+                                                   detector_path=fvd_cfg["detector_path"],
+                                                   detector_sha256=fvd_cfg["detector_sha256"])
                 result["implementation"] = "stylegan-v (calc_metrics_for_dataset.py, subprocess)"
             else:
                 result = fvd_metric.compute_fvd(real, fake, detector_path=fvd_cfg["detector_path"],
+                                                detector_sha256=fvd_cfg["detector_sha256"],
                                                 seed=fvd_cfg["seed"], progress=progress)
             out = {"FVD": round(float(result.pop("fvd")), 4), **base, **result}
-        except MissingWeightsError as err:
+        except (MissingWeightsError, fvd_metric.UnverifiedDetectorError) as err:
             reason = str(err)
     if reason is not None:
         print(f"FVD ({kind}) not computed: {reason}")

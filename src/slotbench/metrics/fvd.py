@@ -34,12 +34,14 @@ The protocol (``universome/stylegan-v`` at 3fecd69, ``src/scripts/calc_metrics_f
 
 Detector file: ``i3d_torchscript.pt`` from :data:`I3D_URL` (the URL hard-coded in StyleGAN-V).
 **No SHA-256 of it is published**, and the file cannot be downloaded on this project's
-machines, so :data:`I3D_SHA256` is ``None``: the file is accepted as found and its SHA-256 is
-recorded in every result (``detector.sha256``) so that runs can be compared. What is known:
-a third-party copy committed as ``fvd/styleganv/i3d_torchscript.pt`` in
-``JunyaoHu/common_metrics_on_video_quality`` has the git blob id
-:data:`I3D_THIRD_PARTY_GIT_BLOB_SHA1` (its bytes were not available either); the result
-records whether the file used has that blob id (``detector.matches_third_party_copy``).
+machines, so :data:`I3D_SHA256` is ``None``. A TorchScript file carries code (its ``forward``),
+so the file is pinned before it is loaded (:func:`verify_detector`): either it is the known
+copy, committed as ``fvd/styleganv/i3d_torchscript.pt`` in
+``JunyaoHu/common_metrics_on_video_quality`` (git blob id :data:`I3D_THIRD_PARTY_GIT_BLOB_SHA1`,
+a SHA-1 of the bytes), or its SHA-256 equals the one the user pins in params
+(``fvd.detector_sha256``, after checking the file themselves); any other file is refused,
+unloaded, with its digests and the line to add. Every result records the file's path, size,
+SHA-256 and blob id (``detector``) so that runs can be compared.
 Lookup (:func:`find_detector`): an explicit path, else ``$SLOTBENCH_WEIGHTS/i3d_torchscript.pt``,
 else StyleGAN-V's own download cache (``$DNNLIB_CACHE_DIR/downloads/<md5(url)>_*`` or
 ``~/.cache/dnnlib/downloads/5780f6fd48bed6b4f055c5cac089dbee_*``, used when exactly one file
@@ -95,6 +97,8 @@ __all__ = [
     "to_uint8_frames",
     "sample_clips",
     "find_detector",
+    "verify_detector",
+    "UnverifiedDetectorError",
     "load_detector",
     "detector_features",
     "feature_stats",
@@ -354,17 +358,54 @@ def find_detector(path: str | os.PathLike | None = None, download: bool = True,
     )
 
 
-def load_detector(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                  download: bool = True, progress: bool = True) -> tuple[torch.jit.ScriptModule, dict]:
-    """The TorchScript detector in eval mode on ``device``, and a description of its file
-    (path, bytes, SHA-256, git blob id, whether it matches the known third-party copy)."""
-    file = find_detector(path, download, progress)
-    module = torch.jit.load(str(file), map_location=torch.device(device)).eval()
+class UnverifiedDetectorError(ValueError):
+    """A detector file that is neither the known copy nor the one pinned by ``fvd.detector_sha256``."""
+
+
+def verify_detector(file: str | os.PathLike, expected_sha256: str | None = None) -> dict:
+    """Check a detector file before anything loads it; return its description.
+
+    Accepted: with ``expected_sha256`` (``fvd.detector_sha256``), a file of exactly that SHA-256;
+    without it, the known copy (git blob id :data:`I3D_THIRD_PARTY_GIT_BLOB_SHA1`).
+
+    Returns:
+        ``{"path", "bytes", "sha256", "git_blob_sha1", "matches_third_party_copy", "verified_by",
+        "url", "known_sha256"}``.
+    Raises:
+        UnverifiedDetectorError: any other file; the message names it, gives its SHA-256 and
+            says how to pin it.
+    """
     info = describe_file(file)
     info["git_blob_sha1"] = git_blob_sha1(file)
     info["matches_third_party_copy"] = info["git_blob_sha1"] == I3D_THIRD_PARTY_GIT_BLOB_SHA1
     info["url"] = I3D_URL
     info["known_sha256"] = I3D_SHA256
+    if expected_sha256 is not None:
+        expected = expected_sha256.strip().lower()
+        if info["sha256"] != expected:
+            raise UnverifiedDetectorError(
+                f"{file}: SHA-256 {info['sha256']} differs from fvd.detector_sha256 {expected}: the file is "
+                f"not the one you pinned (corrupt or replaced); not loaded")
+        info["verified_by"] = "fvd.detector_sha256"
+    elif info["matches_third_party_copy"]:
+        info["verified_by"] = f"git blob id {I3D_THIRD_PARTY_GIT_BLOB_SHA1} (the known copy)"
+    else:
+        raise UnverifiedDetectorError(
+            f"{file}: not the known copy of {I3D_FILENAME} (git blob id {info['git_blob_sha1']}, expected "
+            f"{I3D_THIRD_PARTY_GIT_BLOB_SHA1}); a TorchScript file runs its own code, so it is not loaded. If it "
+            f"is the file from {I3D_URL} and you trust it, pin it in params/defaults.yaml: "
+            f"fvd.detector_sha256: {info['sha256']}")
+    return info
+
+
+def load_detector(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                  download: bool = True, progress: bool = True,
+                  expected_sha256: str | None = None) -> tuple[torch.jit.ScriptModule, dict]:
+    """The TorchScript detector in eval mode on ``device``, loaded only after
+    :func:`verify_detector` accepted the file, and the file's description."""
+    file = find_detector(path, download, progress)
+    info = verify_detector(file, expected_sha256)
+    module = torch.jit.load(str(file), map_location=torch.device(device)).eval()
     return module, info
 
 
@@ -447,6 +488,7 @@ def compute_fvd(
     fake_dir: str | os.PathLike,
     detector=None,
     detector_path: str | os.PathLike | None = None,
+    detector_sha256: str | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
     order: str = "stylegan-v",
@@ -462,6 +504,8 @@ def compute_fvd(
         real_dir, fake_dir: StyleGAN-V frame folders (e.g. ``gt_vids`` and ``recon_vids``).
         detector: a loaded detector module (tests); else :func:`load_detector`.
         detector_path: explicit detector file.
+        detector_sha256: the SHA-256 the detector file must have (``fvd.detector_sha256``); by
+            default it must be the known copy (:func:`verify_detector`).
         device: default CUDA when available.
         seed: seeds the real clips' offsets (StyleGAN-V leaves them unseeded).
         order: ``"stylegan-v"`` (string sort, the protocol) or ``"numeric"``.
@@ -480,7 +524,7 @@ def compute_fvd(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     info = {"path": None, "note": "detector module passed in"}
     if detector is None:
-        detector, info = load_detector(detector_path, device, download, progress)
+        detector, info = load_detector(detector_path, device, download, progress, detector_sha256)
     real = VideoFolder.scan(real_dir, order)
     fake = VideoFolder.scan(fake_dir, order)
     real_plan = sample_clips(real.lengths(), True, random.Random(seed))
@@ -568,6 +612,7 @@ def run_stylegan_v(
     use_cache: bool = REFERENCE_ARGS["use_cache"],
     num_runs: int = 1,
     detector_path: str | os.PathLike | None = None,
+    detector_sha256: str | None = None,
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
 ) -> dict:
@@ -577,9 +622,11 @@ def run_stylegan_v(
     ``command``, ``cwd``, ``stylegan_v_commit`` and ``output_tail``.
 
     The folders are passed as absolute paths without a trailing slash (StyleGAN-V's depth check
-    fails on one). ``detector_path``: a local ``i3d_torchscript.pt`` placed (symlinked) into a
-    temporary dnnlib cache (``DNNLIB_CACHE_DIR``) under the name StyleGAN-V looks for, so the
-    script needs no network.
+    fails on one). ``detector_path``: a local ``i3d_torchscript.pt``, checked by
+    :func:`verify_detector` (with ``detector_sha256``), then placed (symlinked) into a temporary
+    dnnlib cache (``DNNLIB_CACHE_DIR``) under the name StyleGAN-V looks for, so the script needs
+    no network; its description is returned as ``detector``. Without it, the script finds or
+    downloads the file itself, unchecked by slotbench (``detector`` is ``None``).
 
     Raises:
         FileNotFoundError: no script in ``checkout`` or a folder is missing.
@@ -603,10 +650,12 @@ def run_stylegan_v(
         command += ["--num_runs", str(num_runs)]
     run_env = dict(os.environ if env is None else env)
     with tempfile.TemporaryDirectory(prefix="slotbench-dnnlib-") as tmp:
+        detector = None
         if detector_path is not None:
             src = Path(detector_path).resolve()
             if not src.is_file():
                 raise FileNotFoundError(f"{src}: detector file not found")
+            detector = verify_detector(src, detector_sha256)
             md5 = hashlib.md5(I3D_URL.encode("utf-8")).hexdigest()
             dst = Path(tmp) / "downloads" / f"{md5}_{I3D_FILENAME}"
             dst.parent.mkdir(parents=True)
@@ -628,6 +677,7 @@ def run_stylegan_v(
     result["cwd"] = str(checkout)
     result["stylegan_v_commit"] = _git_commit(checkout)
     result["output_tail"] = tail
+    result["detector"] = detector
     return result
 
 
