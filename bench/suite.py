@@ -3,25 +3,33 @@
 Sections (``--only`` picks some):
 
 - ``train``: seconds per optimisation step (forward, loss, backward, gradient clipping, Adam)
-  and peak resident memory, for SAVi, STEVE (frozen dVAE), SlotDiffusion (frozen VQ-VAE), the
-  dVAE and the VQ-VAE, at the reference MOVi-E configuration sized as the issue's
-  original-code measurements (64x64, batch 4, 3 frames; tokenizers: 12 frames = 4 x 3) and at
-  the ``shapes`` profile (its own batch). Each case runs in its own process (clean peak
-  memory), median of ``--repeats`` steps after a warm-up step, random inputs and weights (the
-  cost does not depend on them). Fast-path switches measured on and off on the reference
-  configs: Adam ``for-loop`` (PyTorch's CPU default) vs ``fused``, and ``channels_last``.
+  and peak memory, for SAVi, STEVE (frozen dVAE), SlotDiffusion (frozen VQ-VAE), the dVAE and
+  the VQ-VAE, at the reference MOVi-E configuration sized as the issue's original-code
+  measurements (``reference``: 64x64, batch 4, 3 frames; tokenizers: 12 frames = 4 x 3), at the
+  ``shapes`` profile (its own batch), and on CUDA also at the full reference configuration
+  (``reference-128``: 128x128, the reference batch per GPU; on CPU with ``--full-reference``).
+  Each case runs in its own process (clean peak memory), median of ``--repeats`` steps after a
+  warm-up step, random inputs and weights (the cost does not depend on them). Fast-path switches,
+  each measured on and off against the plain case: Adam ``for-loop`` (PyTorch's CPU default) vs
+  ``fused``; ``channels_last``; STEVE's attention ``sdpa`` vs ``explicit``; bf16 autocast (CUDA);
+  ``torch.compile`` (on CPU at the ``shapes`` profile only: compiling the reference networks
+  takes many minutes here; the compile time is reported apart from the step time).
   The VQ-VAE runs with the LPIPS-VGG perceptual loss (reference ``percept_loss_w: 1``) using an
   LPIPS network with random weights: same cost, no weight files needed.
 - ``seg``: videos per second of FG-ARI + mIoU + mBO on 24 x 128 x 128 videos with up to 24
   segments: slotbench's batched metrics against a per-video loop with scikit-learn's ARI and
   SciPy's Hungarian matching (the original's way), and the largest difference between them.
-- ``decode``: SlotDiffusion decoding cost per frame at the ``shapes`` profile for DPM-Solver++
-  (20 U-Net evaluations, the reference), DDIM (50) and DDPM (1000).
+- ``decode``: reconstruction cost per frame at the ``shapes`` profile (random weights): SAVi's
+  mixture decoder, STEVE's greedy token decoding with and without the key/value cache, and
+  SlotDiffusion with DPM-Solver++ (20 U-Net evaluations, the reference), DDIM (50) and DDPM (1000).
+- ``data``: training clips per second from the project's storage format (64 videos of
+  24x128x128, batch 32, 3-frame clips, normalised), DataLoader with 0 and 2 workers, the
+  workers persistent or restarted every epoch.
 
 On CUDA (when present) the same cases run on the GPU too. Writes ``bench/results/suite.json``
 and ``bench/results/suite.md``; the README's speed table is copied from the latter.
 
-Usage: ``python bench/suite.py [--repeats 3] [--only train,seg,decode] [--quick]``
+Usage: ``python bench/suite.py [--repeats 3] [--only train,seg,decode,data] [--quick] [--full-reference]``
 """
 
 from __future__ import annotations
@@ -51,6 +59,8 @@ TOKENIZERS = ("dvae", "vqvae")
 #: the original implementation's seconds per step on this kind of machine (issue #7: reference
 #: MOVi-E configs at 64x64, batch 4, 3 frames, 2 CPU cores, torch 2.13 CPU, median of 3)
 ORIGINAL_S_PER_STEP = {"savi": 6.19, "steve": 2.06, "slotdiffusion": 3.09}
+#: GPUs of the reference runs (the rest: 1); train.batch_size is their global batch
+REFERENCE_GPUS = {"steve": 2, "vqvae": 2}
 
 
 # ----------------------------------------------------------------------------- training cases
@@ -58,12 +68,14 @@ def _config(name: str, setting: str) -> dict:
     """The resolved config of ``name`` (model or tokenizer) for ``setting`` (``reference`` / ``shapes``)."""
     from slotbench.config import resolve, resolve_tokenizer
 
-    dataset = "movi_e" if setting == "reference" else "shapes"
+    dataset = "movi_e" if setting.startswith("reference") else "shapes"
     cfg = (resolve_tokenizer if name in TOKENIZERS else resolve)(dataset, name, ROOT / "params")
     if setting == "reference":
         cfg["dataset"]["resolution"] = 64
         cfg["train"]["batch_size"] = 4
         cfg["train"]["n_sample_frames"] = 3
+    elif setting == "reference-128":  # the batch of one GPU of the reference runs
+        cfg["train"]["batch_size"] //= REFERENCE_GPUS.get(name, 1)
     return cfg
 
 
@@ -96,9 +108,16 @@ def _build(name: str, cfg: dict, folder: Path) -> torch.nn.Module:
     return build_training_model(cfg, _tokenizer_checkpoint(cfg, folder) if needs_tokenizer else None)[0]
 
 
-def run_train_case(name: str, setting: str, adam: str, channels_last: bool, repeats: int,
-                   device: str) -> dict:
+#: the plain case: every fast-path switch at PyTorch's CPU default
+PLAIN = {"adam": "for-loop", "channels_last": False, "attn": "sdpa", "amp": "off", "compile": False}
+
+
+def run_train_case(name: str, setting: str, device: str, repeats: int, adam: str = "for-loop",
+                   channels_last: bool = False, attn: str = "sdpa", amp: str = "off", compile: bool = False) -> dict:
     """Seconds per step (median of ``repeats`` after one warm-up step) and peak memory of one case."""
+    from slotbench.runtime import autocast
+    from slotbench.training.distributed import LossStep
+    from slotbench.training.fast_path import compiled_step, to_channels_last
     from slotbench.training.tasks import param_groups
 
     torch.manual_seed(0)
@@ -106,8 +125,10 @@ def run_train_case(name: str, setting: str, adam: str, channels_last: bool, repe
     dev = torch.device(device)
     with tempfile.TemporaryDirectory() as tmp:
         model = _build(name, cfg, Path(tmp)).to(dev)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    if channels_last:
+        to_channels_last(model)
+    if attn != "sdpa":
+        model.trans_decoder.attn_impl = attn
     tcfg = cfg["train"]
     optimizer = torch.optim.Adam(param_groups(model, tcfg), lr=1e-4, fused=adam == "fused",
                                  foreach=False if adam == "for-loop" else None)
@@ -116,26 +137,33 @@ def run_train_case(name: str, setting: str, adam: str, channels_last: bool, repe
     batch = tcfg["batch_size"] * (3 if name in TOKENIZERS and setting == "reference" else 1)
     video = torch.rand(batch, frames, 3, res, res, device=dev) * 2 - 1
     model.train()
+    step, compile_s, compile_mode = LossStep(model), None, "off"
+    if compile:
+        start = time.perf_counter()
+        step, compile_mode = compiled_step(step, video)
+        compile_s = round(time.perf_counter() - start, 1)
     times = []
-    for step in range(repeats + 1):
+    for i in range(repeats + 1):
         if dev.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         if hasattr(model, "set_step"):
-            model.set_step(step, 1000)
-        loss = model.loss(video, model(video))["loss"]
+            model.set_step(i, 1000)
+        with autocast(dev, amp):
+            loss = step(video)["loss"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max(tcfg["clip_grad"], 1e-6))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        if step:
+        if i:
             times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     s_per_step = statistics.median(times)
     return {"model": name, "setting": setting, "device": device, "adam": adam, "channels_last": channels_last,
+            "attn": attn, "amp": amp, "compile": compile_mode, "compile_s": compile_s,
             "resolution": res, "batch": batch, "frames": frames,
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "s_per_step": round(s_per_step, 4), "clips_per_s": round(batch / s_per_step, 2),
@@ -144,25 +172,42 @@ def run_train_case(name: str, setting: str, adam: str, channels_last: bool, repe
             "peak_memory_kind": "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "process peak RSS"}
 
 
-def _child(args: list[str]) -> dict:
+def _child(case: dict) -> dict:
     """Run one training case in a fresh process (its own peak memory)."""
-    out = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True,
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], check=True, capture_output=True,
                          text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def train_section(repeats: int, devices: list[str], quick: bool) -> list[dict]:
-    from tqdm import tqdm
-
+def train_cases(devices: list[str], quick: bool, full_reference: bool) -> list[dict]:
+    """The plain case of every network and setting, then each fast-path switch alone (unless ``quick``)."""
     cases = []
     for device in devices:
+        settings = ["reference", "shapes"] + (["reference-128"] if device == "cuda" or full_reference else [])
         for name in (*MODELS, *TOKENIZERS):
-            cases.append((name, "reference", "for-loop", False, device))
-            if not quick:
-                cases.append((name, "reference", "fused", False, device))
-                cases.append((name, "reference", "for-loop", True, device))
-            cases.append((name, "shapes", "for-loop", False, device))
-    return [_child([n, s, a, str(int(c)), str(repeats), d]) for n, s, a, c, d in tqdm(cases, desc="train cases")]
+            for setting in settings:
+                cases.append({"name": name, "setting": setting, "device": device})
+                if quick or setting == "reference-128":
+                    continue
+                if setting == "reference":
+                    switches = [{"adam": "fused"}, {"channels_last": True}]
+                    if name == "steve":
+                        switches.append({"attn": "explicit"})
+                    if device == "cuda":
+                        switches += [{"amp": "bf16"}, {"compile": True}]
+                elif device == "cpu":  # shapes: compiling is affordable on a CPU here
+                    switches = [{"compile": True}]
+                else:
+                    switches = []
+                cases += [{"name": name, "setting": setting, "device": device, **sw} for sw in switches]
+    return cases
+
+
+def train_section(repeats: int, devices: list[str], quick: bool, full_reference: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    return [_child({**case, "repeats": repeats})
+            for case in tqdm(train_cases(devices, quick, full_reference), desc="train cases")]
 
 
 # ----------------------------------------------------------------------------- segmentation metrics
@@ -228,36 +273,98 @@ def seg_section(repeats: int, num_videos: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- decoding cost
+def _timed_per_frame(fn, frames: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) / frames, 4)
+
+
+@torch.no_grad()
 def decode_section(repeats: int) -> list[dict]:
-    cfg = _config("slotdiffusion", "shapes")
+    """Seconds per reconstructed frame from slots, per model and decoder setting (``shapes``, CPU)."""
+    frames, rows = 8, []
+    models = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model = _build("slotdiffusion", cfg, Path(tmp)).eval()
-    frames = 8
-    slots = torch.randn(1, frames, model.num_slots, cfg["model"]["slot_size"])
+        for name in MODELS:
+            cfg = _config(name, "shapes")
+            models[name] = (_build(name, cfg, Path(tmp)).eval(), cfg)
+    for name, (model, cfg) in models.items():
+        slots = torch.randn(1, frames, cfg["model"]["num_slots"], cfg["model"]["slot_size"])
+        if name == "savi":
+            rows.append({"model": name, "decoder": "mixture (spatial broadcast)", "network_evaluations": 1,
+                         "s_per_frame": _timed_per_frame(lambda: model.decode(slots), frames, repeats)})
+        elif name == "steve":
+            tokens = model.trans_decoder.num_tokens  # one decoder evaluation per token
+            for cache in (True, False):
+                rows.append({"model": name, "decoder": f"greedy tokens, key/value cache {'on' if cache else 'off'}",
+                             "network_evaluations": tokens,
+                             "s_per_frame": _timed_per_frame(lambda: model.reconstruct(slots, use_cache=cache),
+                                                             frames, 1 if not cache else repeats)})
+        else:
+            for sampler, steps in (("dpm++", 20), ("ddim", 50), ("ddpm", 1000)):
+                calls = 0
+                unet_forward = model.unet.forward
+
+                def counted(*a, **k):
+                    nonlocal calls
+                    calls += 1
+                    return unet_forward(*a, **k)
+
+                model.unet.forward = counted
+                per_frame = _timed_per_frame(
+                    lambda: model.reconstruct(slots, sampler=sampler, steps=steps,
+                                              generator=torch.Generator().manual_seed(0)),
+                    frames, 1 if sampler == "ddpm" else repeats)
+                model.unet.forward = unet_forward
+                rows.append({"model": name, "decoder": f"{sampler} ({steps} steps)",
+                             "network_evaluations": calls // (1 if sampler == "ddpm" else repeats),
+                             "s_per_frame": per_frame})
+    return rows
+
+
+def data_section(repeats: int) -> list[dict]:
+    """Training clips per second from the storage format with 0 and 2 DataLoader workers."""
+    from torch.utils.data import DataLoader
+
+    from slotbench.data.dataset import ClipDataset, to_model_input
+    from slotbench.data.storage import SplitWriter, write_meta
+
+    n, t, r, batch = 64, 24, 128, 32
+    rng = np.random.default_rng(0)
     rows = []
-    for sampler, steps in (("dpm++", 20), ("ddim", 50), ("ddpm", 1000)):
-        calls = 0
-        unet_forward = model.unet.forward
-
-        def counted(*a, **k):
-            nonlocal calls
-            calls += 1
-            return unet_forward(*a, **k)
-
-        model.unet.forward = counted
-        times = []
-        for _ in range(1 if sampler == "ddpm" else repeats):
-            calls = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SplitWriter(tmp, "train", n, t, r)
+        writer.write(0, rng.integers(0, 256, (n, t, r, r, 3), dtype=np.uint8),
+                     rng.integers(0, 8, (n, t, r, r), dtype=np.uint8), np.full(n, 3, dtype=np.int16))
+        write_meta(tmp, {"dataset": "bench", "source": "random", "resolution": r, "video_len": t,
+                         "splits": {"train": writer.finish()}})
+        dataset = ClipDataset(tmp, "train", 3, 1)
+        for workers, persistent in ((0, False), (2, False), (2, True)):
+            loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                                persistent_workers=persistent, generator=torch.Generator().manual_seed(0))
+            epochs, clips = max(repeats, 3), 0
             start = time.perf_counter()
-            model.reconstruct(slots, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0))
-            times.append(time.perf_counter() - start)
-        model.unet.forward = unet_forward
-        rows.append({"sampler": sampler, "unet_evaluations": calls, "frames_per_call": frames,
-                     "s_per_frame": round(statistics.median(times) / frames, 4)})
+            for _ in range(epochs):
+                for item in loader:
+                    clips += to_model_input(item["video"]).shape[0]
+            rows.append({"workers": workers, "persistent_workers": persistent, "epochs": epochs,
+                         "clips_per_s": round(clips / (time.perf_counter() - start), 1),
+                         "clip": f"3x{r}x{r}", "batch": batch})
     return rows
 
 
 # ----------------------------------------------------------------------------- report
+def _switch(row: dict) -> str:
+    """The fast-path switch a row turns on (``plain`` when none)."""
+    changed = [f"{k}={row[k]}" for k, v in PLAIN.items() if k != "compile" and row.get(k, v) != v]
+    if row.get("compile", "off") != "off":
+        changed.append("compile")
+    return ", ".join(changed) or "plain"
+
+
 def _markdown(result: dict) -> str:
     lines = [f"# Speed suite\n\nMachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
              f"torch {result['machine']['torch']}, {result['machine']['threads']} threads"
@@ -267,15 +374,25 @@ def _markdown(result: dict) -> str:
              f"slow every figure down).\n"]
     if "train" in result:
         lines += ["## Training step (forward + backward + clipping + Adam)\n",
-                  "| network | setting | device | Adam | channels_last | input | params | s/step | clips/s | "
+                  "Plain rows (no switch) first; a switch row changes one setting of the plain row above it; "
+                  "the speed-up is against that plain row.\n",
+                  "| network | setting | device | switch | input | params | s/step | clips/s | speed-up | "
                   "peak MiB | original s/step |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        plain = {}
         for r in result["train"]:
+            switch = _switch(r)
+            key = (r["model"], r["setting"], r["device"])
+            if switch == "plain":
+                plain[key] = r
+            base = plain.get(key)
+            speedup = f"{base['s_per_step'] / r['s_per_step']:.2f}x" if base and switch != "plain" else ""
             original = ORIGINAL_S_PER_STEP.get(r["model"]) if (
-                r["setting"] == "reference" and r["device"] == "cpu" and r["adam"] == "for-loop"
-                and not r["channels_last"]) else None
-            lines.append(f"| {r['model']} | {r['setting']} | {r['device']} | {r['adam']} | {r['channels_last']} | "
+                r["setting"] == "reference" and r["device"] == "cpu" and switch == "plain") else None
+            if r.get("compile_s"):
+                switch += f" ({r['compile']}, {r['compile_s']} s to compile)"
+            lines.append(f"| {r['model']} | {r['setting']} | {r['device']} | {switch} | "
                          f"{r['batch']}x{r['frames']}x{r['resolution']}² | {r['parameters']:,} | {r['s_per_step']} | "
-                         f"{r['clips_per_s']} | {r['peak_memory_mib']} | {original or ''} |")
+                         f"{r['clips_per_s']} | {speedup} | {r['peak_memory_mib']} | {original or ''} |")
         lines.append("")
     if "seg" in result:
         s = result["seg"]
@@ -285,9 +402,16 @@ def _markdown(result: dict) -> str:
                   f"{s['videos_per_s']['per_video_sklearn_scipy']} videos/s (**{s['speedup']}x**); largest "
                   f"difference {s['max_abs_difference']:.2e}.\n"]
     if "decode" in result:
-        lines += ["## SlotDiffusion decoding at the `shapes` profile (random weights)\n",
-                  "| sampler | U-Net evaluations | s/frame |", "|---|---|---|"]
-        lines += [f"| {r['sampler']} | {r['unet_evaluations']} | {r['s_per_frame']} |" for r in result["decode"]]
+        lines += ["## Reconstruction from slots at the `shapes` profile (random weights, CPU)\n",
+                  "| model | decoder | network evaluations per frame | s/frame |", "|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['decoder']} | {r['network_evaluations']} | {r['s_per_frame']} |"
+                  for r in result["decode"]]
+        lines.append("")
+    if "data" in result:
+        lines += ["## Data loading (storage format, training clips, normalised)\n",
+                  "| workers | persistent | clip | batch | clips/s |", "|---|---|---|---|---|"]
+        lines += [f"| {r['workers']} | {r['persistent_workers']} | {r['clip']} | {r['batch']} | {r['clips_per_s']} |"
+                  for r in result["data"]]
         lines.append("")
     return "\n".join(lines)
 
@@ -295,15 +419,17 @@ def _markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="train,seg,decode")
+    parser.add_argument("--only", default="train,seg,decode,data")
     parser.add_argument("--quick", action="store_true", help="no fast-path on/off variants")
+    parser.add_argument("--full-reference", action="store_true",
+                        help="also the 128x128 reference-batch cases on CPU (always on CUDA)")
     parser.add_argument("--seg-videos", type=int, default=16)
-    parser.add_argument("--child", nargs=6, metavar=("NAME", "SETTING", "ADAM", "CHANNELS_LAST", "REPEATS", "DEVICE"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--child", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        name, setting, adam, channels_last, repeats, device = args.child
-        print(json.dumps(run_train_case(name, setting, adam, bool(int(channels_last)), int(repeats), device)))
+        case = json.loads(args.child)
+        print(json.dumps(run_train_case(case.pop("name"), case.pop("setting"), case.pop("device"),
+                                        case.pop("repeats"), **case)))
         return
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     sections = set(args.only.split(","))
@@ -314,12 +440,14 @@ def main() -> None:
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                           "load_average_at_start": round(os.getloadavg()[0], 2)}}
     if "train" in sections:
-        result["train"] = train_section(args.repeats, devices, args.quick)
+        result["train"] = train_section(args.repeats, devices, args.quick, args.full_reference)
     result["machine"]["load_average_after_train"] = round(os.getloadavg()[0], 2)
     if "seg" in sections:
         result["seg"] = seg_section(args.repeats, args.seg_videos)
     if "decode" in sections:
         result["decode"] = decode_section(args.repeats)
+    if "data" in sections:
+        result["data"] = data_section(args.repeats)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "suite.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "suite.md").write_text(_markdown(result))

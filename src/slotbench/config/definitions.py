@@ -233,6 +233,9 @@ FVD = {
 RUNTIME = {
     "device": one_of("auto", "cpu", "cuda"),
     "threads": optional(integer(1)),
+    "channels_last": Spec("auto, true or false",
+                          lambda v: None if v == "auto" or isinstance(v, bool) else f"expected auto, true or false, got {v!r}"),
+    "compile": boolean(),
 }
 
 TRACKING = {

@@ -171,10 +171,11 @@ def diffusion_loss(eps_fn: EpsFn, x0: Tensor, schedule: DiffusionSchedule) -> Te
     """The epsilon-prediction loss: ``mse(eps_fn(x_t, t), eps)`` (plain mean).
 
     ``t`` (long, ``[B]``) and ``eps`` are drawn from the global torch RNG on ``x0``'s device, so a
-    seeded run is deterministic.
+    seeded run is deterministic; ``eps`` in logical (contiguous) order whatever ``x0``'s memory
+    format, so channels-last runs draw the same noise.
     """
     t = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), device=x0.device)
-    noise = torch.randn_like(x0)
+    noise = torch.randn_like(x0, memory_format=torch.contiguous_format)
     x_t = schedule.q_sample(x0, t, noise)
     return F.mse_loss(eps_fn(x_t, t), noise)
 

@@ -78,7 +78,8 @@ def gumbel_softmax(logits: Tensor, tau: float, hard: bool = False, dim: int = 1)
     if tau <= 0:
         raise ValueError(f"gumbel temperature must be > 0, got {tau}")
     tiny = torch.finfo(logits.dtype).tiny
-    gumbels = -(torch.empty_like(logits).exponential_() + tiny).log()
+    # drawn in logical order whatever the memory format of ``logits`` (the same draw channels-last)
+    gumbels = -(torch.empty_like(logits, memory_format=torch.contiguous_format).exponential_() + tiny).log()
     y_soft = ((logits + gumbels) / tau).softmax(dim)
     if not hard:
         return y_soft

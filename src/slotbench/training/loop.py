@@ -22,7 +22,7 @@ from ..evaluation.segmentation import evaluate_segmentation
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..paths import code_digest
 from ..runtime import autocast, select_device
-from . import checkpoint, distributed
+from . import checkpoint, distributed, fast_path
 from .schedule import apply_lr
 from .tasks import build_training_model, exported_weights, param_groups
 from .tracking import Tracker, redact_config
@@ -116,6 +116,9 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
     torch.manual_seed(seed)
     model, extra_state = build_training_model(cfg, tokenizer_checkpoint)
     model = model.to(device)
+    channels_last = fast_path.channels_last_enabled(cfg["runtime"]["channels_last"], device)
+    if channels_last:  # in place, before the optimizer and any loaded state (they follow the parameters)
+        fast_path.to_channels_last(model)
     optimizer = torch.optim.Adam(param_groups(model, tcfg), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"],
                                  fused=device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tcfg["amp"] == "fp16")
@@ -131,6 +134,12 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
         if ctx.is_main:
             print(f"resuming from step {step} of {steps} ({work_dir})")
     loss_step = distributed.wrap(model, ctx, device)  # after loading: DDP broadcasts rank 0's weights
+    compile_mode = "off"
+    if cfg["runtime"]["compile"]:
+        micro = distributed.micro_batch_size(tcfg["batch_size"], ctx.world_size, accum)
+        sample = train_set[0]["video"]
+        example = to_model_input(torch.zeros((micro, *sample.shape), dtype=sample.dtype).to(device))
+        loss_step, compile_mode = fast_path.compiled_step(loss_step, example)
 
     def snapshot() -> dict:
         # no RNG state: every micro-batch reseeds (distributed.micro_batch_seed)
@@ -246,6 +255,9 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
             "processes": ctx.world_size,
             "validation": last_val,
             "nonfinite_skipped": skipped,
+            "fast_path": {"channels_last": channels_last, "compile": compile_mode,
+                          "amp": tcfg["amp"] if device.type == "cuda" else "off",
+                          "adam": "fused" if device.type == "cuda" else "for-loop"},
             "seed": seed,
             **{k: v for k, v in extra_state.items() if k == "perceptual_loss"},
             "slotbench_version": __version__,
