@@ -29,7 +29,7 @@ Sections (``--only`` picks some):
 On CUDA (when present) the same cases run on the GPU too. Writes ``bench/results/suite.json``
 and ``bench/results/suite.md``; the README's speed table is copied from the latter.
 
-Usage: ``python bench/suite.py [--repeats 3] [--only train,seg,decode,data] [--quick] [--full-reference]``
+Usage: ``python bench/suite.py [--repeats 3] [--only train,seg,decode,data] [--quick] [--full-reference] [--tag T]``
 """
 
 from __future__ import annotations
@@ -386,8 +386,9 @@ def _markdown(result: dict) -> str:
                 plain[key] = r
             base = plain.get(key)
             speedup = f"{base['s_per_step'] / r['s_per_step']:.2f}x" if base and switch != "plain" else ""
-            original = ORIGINAL_S_PER_STEP.get(r["model"]) if (
-                r["setting"] == "reference" and r["device"] == "cpu" and switch == "plain") else None
+            original = ORIGINAL_S_PER_STEP.get(r["model"]) if (  # measured with 2 threads
+                r["setting"] == "reference" and r["device"] == "cpu" and switch == "plain"
+                and result["machine"]["threads"] == 2) else None
             if r.get("compile_s"):
                 switch += f" ({r['compile']}, {r['compile_s']} s to compile)"
             lines.append(f"| {r['model']} | {r['setting']} | {r['device']} | {switch} | "
@@ -424,6 +425,7 @@ def main() -> None:
     parser.add_argument("--full-reference", action="store_true",
                         help="also the 128x128 reference-batch cases on CPU (always on CUDA)")
     parser.add_argument("--seg-videos", type=int, default=16)
+    parser.add_argument("--tag", default="", help="write suite_TAG.json / .md instead of suite.json / .md")
     parser.add_argument("--child", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -449,8 +451,9 @@ def main() -> None:
     if "data" in sections:
         result["data"] = data_section(args.repeats)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "suite.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "suite.md").write_text(_markdown(result))
+    stem = f"suite_{args.tag}" if args.tag else "suite"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(_markdown(result))
     print(_markdown(result))
 
 

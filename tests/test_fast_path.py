@@ -149,7 +149,7 @@ def test_training_with_channels_last_and_compile_matches_the_plain_run(project, 
     run = project / "results" / "shapes" / "savi" / "seed0"
     assert cli.main(args) == 0
     plain = json.loads((run / "train.json").read_text())
-    assert plain["fast_path"] == {"channels_last": False, "compile": "off", "amp": "off", "adam": "for-loop"}
+    assert plain["fast_path"] == {"channels_last": False, "compile": "off", "amp": "off", "adam": "fused"}
     import shutil
 
     shutil.rmtree(run)
