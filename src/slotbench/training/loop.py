@@ -141,7 +141,8 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
         micro = distributed.micro_batch_size(tcfg["batch_size"], ctx.world_size, accum)
         sample = train_set[0]["video"]
         example = to_model_input(torch.zeros((micro, *sample.shape), dtype=sample.dtype).to(device))
-        loss_step, compile_mode = fast_path.compiled_step(loss_step, example)
+        with autocast(device, tcfg["amp"]):  # traced as the steps will run
+            loss_step, compile_mode = fast_path.compiled_step(loss_step, example)
 
     def snapshot() -> dict:
         # no RNG state: every micro-batch reseeds (distributed.micro_batch_seed)
