@@ -20,6 +20,7 @@ from slotbench.models.diffusion import (
     dpm_solver_pp_update,
     make_betas,
     make_noise,
+    model_evaluations,
     sample,
 )
 
@@ -457,3 +458,15 @@ def test_dpm_solver_2m_converges_to_the_ode_solution(sched):
     errors = [(dpm_solver_pp_2m_sample(eps_fn, x_t, sched, steps=n) - ode).abs().max().item() for n in (10, 20, 40)]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.01
     assert errors[0] / errors[2] > 5
+
+
+@pytest.mark.parametrize("sampler,steps", [("dpm++", None), ("dpm++", 7), ("dpm++2m", None), ("dpm++2m", 5),
+                                           ("ddim", None), ("ddim", 30), ("ddim", 50), ("ddpm", None)])
+def test_model_evaluations_counts_the_calls_sample_makes(sampler, steps, sched):
+    """recon.json's ``unet_evaluations_per_frame``: DDIM with a step count that does not divide T
+    runs more evaluations than asked (LDM's time grid), e.g. 31 for 30."""
+    calls = Recorder(lambda x, t: torch.zeros_like(x))
+    sample(sampler, calls, torch.zeros(1, 2), sched, steps=steps, generator=torch.Generator().manual_seed(0))
+    assert model_evaluations(sampler, steps, sched.num_timesteps) == len(calls.times)
+    if (sampler, steps) == ("ddim", 30):
+        assert len(calls.times) == 31

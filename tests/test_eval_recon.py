@@ -4,6 +4,7 @@ on tiny checkpoints made here (SAVi end to end; STEVE and SlotDiffusion decoding
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -260,8 +261,13 @@ def test_decode_dispatch_for_steve_and_slotdiffusion():
     assert calls["sd"] == {"sampler": "dpm++", "steps": None, "same_noise": True, "generator": gen}
     er.decode_slots(steve, slots)
     assert calls["steve"] == {"use_cache": True, "batch_size": 24}
+    sd.schedule = SimpleNamespace(num_timesteps=1000)
     settings = er.decoder_settings(sd, EVAL)
     assert settings["sampler"] == "dpm++" and settings["sampler_steps"] == 20 and settings["same_noise"] is True
+    assert settings["unet_evaluations_per_frame"] == 20
+    ddim = er.decoder_settings(sd, dict(EVAL, sampler="ddim", sampler_steps=30))
+    assert ddim["sampler_steps"] == 30 and ddim["unet_evaluations_per_frame"] == 31  # LDM's grid
+    assert er.decoder_settings(sd, dict(EVAL, sampler="ddpm"))["unet_evaluations_per_frame"] == 1000
     with pytest.raises(TypeError):
         er.decode_slots(nn.Linear(1, 1), slots)
 
@@ -292,7 +298,7 @@ def test_recon_stage_slotdiffusion_seeded_dpm_solver(tmp_path, no_lpips_weights)
     other = er.run_eval_recon(dict(cfg, seed=1), *args, tmp_path / "c.json", tmp_path / "vids3", progress=False,
                               lpips=None)
     assert first["decoding"] == {"decoder": "latent diffusion", "sampler": "dpm++", "sampler_steps": 20,
-                                 "same_noise": True, "noise_generator": "torch CPU generator seeded with eval.seed"}
+                                 "unet_evaluations_per_frame": 20, "same_noise": True, "noise_generator": "torch CPU generator seeded with eval.seed"}
     assert (first["MSE"], first["SSIM"]) == (again["MSE"], again["SSIM"])  # seeded
     assert other["MSE"] != first["MSE"]
     model = restore_model(state).eval()

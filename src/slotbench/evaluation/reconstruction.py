@@ -51,6 +51,7 @@ from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..metrics.fvd import to_uint8_frames, write_video_folder
 from ..metrics.reconstruction import recon_metrics
 from ..models import SAVi, SlotDiffusion, STEVE
+from ..models.diffusion import REFERENCE_STEPS, model_evaluations
 from ..runtime import select_device
 from ..training import checkpoint
 from ..training.tasks import restore_model
@@ -114,9 +115,10 @@ def decoder_settings(model: nn.Module, eval_cfg: dict) -> dict:
         return {"decoder": "autoregressive transformer, greedy argmax, KV cache",
                 "tokens_per_frame": int(model.num_tokens), "decode_batch_frames": STEVE_DECODE_BATCH}
     sampler, steps = _key(eval_cfg, "sampler"), _key(eval_cfg, "sampler_steps")
-    default_steps = {"dpm++": 20, "dpm++2m": 20, "ddim": 200}.get(sampler)
+    timesteps = model.schedule.num_timesteps
     return {"decoder": "latent diffusion", "sampler": sampler,
-            "sampler_steps": steps if steps is not None else default_steps,
+            "sampler_steps": steps if steps is not None else REFERENCE_STEPS.get(sampler, timesteps),
+            "unet_evaluations_per_frame": model_evaluations(sampler, steps, timesteps),
             "same_noise": True, "noise_generator": "torch CPU generator seeded with eval.seed"}
 
 

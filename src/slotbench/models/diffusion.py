@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "REFERENCE_STEPS",
     "SAMPLERS",
     "DiffusionSchedule",
     "VPSchedule",
@@ -54,6 +55,7 @@ __all__ = [
     "dpm_solver_pp_sample",
     "dpm_solver_pp_update",
     "make_betas",
+    "model_evaluations",
     "make_noise",
     "sample",
 ]
@@ -64,6 +66,8 @@ DenoiseFn = Callable[[Tensor], Tensor]
 """``denoise_fn(x0_hat) -> x0_hat``: applied to every clean-data prediction."""
 
 SAMPLERS = ("dpm++", "dpm++2m", "ddim", "ddpm")
+#: ``steps`` of each sampler when none is given (the reference's counts; DDPM always runs ``T``)
+REFERENCE_STEPS = {"dpm++": 20, "dpm++2m": 20, "ddim": 200}
 
 
 def make_betas(
@@ -555,17 +559,15 @@ def sample(
     (order 3, single-step) and for DPM-Solver++(2M) (multistep, order 2), 200 for DDIM (eta 0), ``T`` for DDPM (which takes no ``steps``).
     ``same_noise`` / ``generator`` only matter for the stochastic DDPM steps.
     """
+    if steps is None:
+        steps = REFERENCE_STEPS.get(sampler)
     if sampler == "dpm++":
-        return dpm_solver_pp_sample(
-            eps_fn, x, schedule, steps=20 if steps is None else steps, denoise_fn=denoise_fn
-        )
+        return dpm_solver_pp_sample(eps_fn, x, schedule, steps=steps, denoise_fn=denoise_fn)
     if sampler == "dpm++2m":
-        return dpm_solver_pp_2m_sample(
-            eps_fn, x, schedule, steps=20 if steps is None else steps, denoise_fn=denoise_fn
-        )
+        return dpm_solver_pp_2m_sample(eps_fn, x, schedule, steps=steps, denoise_fn=denoise_fn)
     if sampler == "ddim":
         return ddim_sample(
-            eps_fn, x, schedule, steps=200 if steps is None else steps, denoise_fn=denoise_fn,
+            eps_fn, x, schedule, steps=steps, denoise_fn=denoise_fn,
             same_noise=same_noise, generator=generator,
         )
     if sampler == "ddpm":
@@ -578,3 +580,15 @@ def sample(
             generator=generator,
         )
     raise ValueError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
+
+
+def model_evaluations(sampler: str, steps: int | None, num_timesteps: int) -> int:
+    """How many times :func:`sample` calls the noise predictor per frame: ``steps`` (or the
+    reference count) for the DPM-Solvers, the length of LDM's DDIM time grid for DDIM (more than
+    ``steps`` when it does not divide ``T``, e.g. 31 for 30 of 1000), ``T`` for DDPM."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
+    if sampler == "ddpm":
+        return num_timesteps
+    steps = REFERENCE_STEPS[sampler] if steps is None else steps
+    return len(ddim_timesteps(num_timesteps, steps)) if sampler == "ddim" else steps
