@@ -8,6 +8,11 @@ and ``docs/images/savi_shapes_masks.png``: for a few test videos, the frames, th
 segmentation and SAVi's (colours matched to the ground truth by Hungarian assignment).
 
 Usage: ``python bench/bench_savi_shapes.py [--steps 10000] [--dataset shapes]``
+
+Sweeps: ``--name NAME`` works in ``bench/scratch/NAME/`` instead and writes its json / md / picture
+there (not into ``bench/results`` / ``docs/images``); ``--set KEY=VALUE`` (repeatable) overrides a
+dotted key of the scratch copy of the dataset's profile, the value read as YAML, e.g.
+``--set train.lr=1e-3 --set per_model.savi.model.num_iterations=3``.
 """
 
 from __future__ import annotations
@@ -62,10 +67,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--dataset", default="shapes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.threads)")
+    parser.add_argument("--name", default=None,
+                        help="scratch dir bench/scratch/NAME; results and picture are written there")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a dotted key of the scratch profile (value parsed as YAML); repeatable")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="reuse the trained scratch run: refresh its params, evaluate and report")
     args = parser.parse_args()
-    scratch = ROOT / "bench" / "scratch" / "savi_shapes"
+    scratch = ROOT / "bench" / "scratch" / (args.name or "savi_shapes")
     if not args.evaluate_only:
         shutil.rmtree(scratch, ignore_errors=True)
     shutil.rmtree(scratch / "params", ignore_errors=True)
@@ -73,6 +82,15 @@ def main() -> None:
     profile_file = scratch / "params" / "profiles" / "shapes.yaml"
     profile = yaml.safe_load(profile_file.read_text())
     profile["train"].update(max_steps=args.steps, val_every=max(500, args.steps // 10))
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set needs KEY=VALUE, got {item!r}")
+        *parents, leaf = key.split(".")
+        node = profile
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
     profile_file.write_text(yaml.safe_dump(profile, sort_keys=False))
     if args.threads:
         defaults_file = scratch / "params" / "defaults.yaml"
@@ -88,7 +106,8 @@ def main() -> None:
     times["eval_seg_s"] = _stage(scratch, "eval-seg", "--dataset", args.dataset, "--model", "savi", "--seed", "0")
     seg = json.loads((scratch / f"results/{args.dataset}/savi/seed0/seg.json").read_text())
     train = json.loads((scratch / f"results/{args.dataset}/savi/seed0/train.json").read_text())
-    image = ROOT / "docs" / "images" / f"savi_{args.dataset}_masks.png"
+    out_dir = scratch if args.name else RESULTS
+    image = (scratch if args.name else ROOT / "docs" / "images") / f"savi_{args.dataset}_masks.png"
     _picture(scratch, args.dataset, image)
 
     result = {
@@ -96,22 +115,24 @@ def main() -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "dataset": args.dataset, "steps": args.steps, "batch_size": profile["train"]["batch_size"],
+        "dataset": args.dataset, "steps": args.steps, "overrides": args.overrides, "batch_size": profile["train"]["batch_size"],
         "FG-ARI": seg["FG-ARI"], "mIoU": seg["mIoU"], "mBO": seg["mBO"], "num_videos": seg["num_videos"],
         "train_wall_s": train["wall_time_s"], "clips_per_s": train["clips_per_s"], **{k: round(v, 1) for k, v in times.items()},
-        "validation_curve_note": "see the MLflow run in bench/scratch/savi_shapes/results/mlflow.db",
+        "validation": train.get("validation"),
+        "validation_curve_note": f"see the MLflow run in {(scratch / 'results/mlflow.db').relative_to(ROOT)}",
         "picture": str(image.relative_to(ROOT)),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"savi_{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"savi_{args.dataset}.md").write_text(
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"savi_{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / f"savi_{args.dataset}.md").write_text(
         f"# SAVi on `{args.dataset}`, {args.steps} steps\n\n"
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, torch {torch.__version__} (CPU). "
         f"Date: {result['date']}.\n\n"
         f"| steps | batch | train wall time | clips/s | FG-ARI | mIoU | mBO | test videos |\n|---|---|---|---|---|---|---|---|\n"
         f"| {args.steps} | {result['batch_size']} | {train['wall_time_s'] / 60:.1f} min | {train['clips_per_s']} | "
         f"{seg['FG-ARI']:.2f} | {seg['mIoU']:.2f} | {seg['mBO']:.2f} | {seg['num_videos']} |\n\n"
-        f"![masks]({os.path.relpath(image, RESULTS)}) rows: frames, ground truth, SAVi (colours matched)\n")
+        + (f"Overrides of the profile: `{' '.join(args.overrides)}`.\n\n" if args.overrides else "")
+        + f"![masks]({os.path.relpath(image, out_dir)}) rows: frames, ground truth, SAVi (colours matched)\n")
     print(json.dumps(result, indent=2))
 
 
