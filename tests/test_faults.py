@@ -607,11 +607,24 @@ def test_tracking_credentials_are_used_but_never_written(project, tiny_data, cap
 
 
 # ---------------------------------------------------------------------------- 6. concurrency
-def _wait_until_held(hold: Path, first: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 240
-    while not Path(f"{hold}.held").exists():  # the export job is done, the training job is running
-        assert first.poll() is None and time.monotonic() < deadline, "the first run ended early"
-        time.sleep(0.2)
+def _second_run_refused(cmd: list[str], cwd: Path, env: dict, hold: Path, lock_messages: tuple[str, ...]) -> None:
+    """Start ``cmd``; while its training job holds (at its first batch, until ``hold`` exists), run
+    ``cmd`` again: it must fail with one of ``lock_messages`` and leave the first undisturbed; then
+    release the first and check that it finishes."""
+    first = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not Path(f"{hold}.held").exists():  # the export job is done, the training job is running
+            assert first.poll() is None and time.monotonic() < deadline, "the first run ended early"
+            time.sleep(0.2)
+        second = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+        said = second.stdout + second.stderr
+        assert second.returncode != 0 and any(m in said for m in lock_messages), said[-2000:]
+        assert first.poll() is None, "the second run disturbed the first"
+    finally:
+        hold.touch()
+        out = first.communicate(timeout=240)[0]
+    assert first.returncode == 0, out[-3000:]
 
 
 def test_second_dvc_repro_on_the_same_directory_is_refused_by_the_lock(tmp_path):
@@ -627,21 +640,9 @@ def test_second_dvc_repro_on_the_same_directory_is_refused_by_the_lock(tmp_path)
         subprocess.run(args, cwd=root, env=env, check=True, capture_output=True, timeout=120)
     hold = tmp_path / "release"  # the first repro's training stage waits at its first batch until this exists
     held_env = {**env, fault_hooks.HOLD_ENV: str(hold)}
-    target = ["repro", "train_shapes_savi_seed0"]
-    first = subprocess.Popen([*dvc, *target], cwd=root, env=held_env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_until_held(hold, first)
-        second = subprocess.run([*dvc, *target], check=False, cwd=root, env=held_env, capture_output=True, text=True,
-                                timeout=240)
-        said = second.stdout + second.stderr  # DVC's repository lock, or its read/write lock on the stage's files
-        assert second.returncode != 0 and ("Unable to acquire lock" in said or "is busy, it is being blocked by" in said), \
-            said[-2000:]
-        assert first.poll() is None, "the second run disturbed the first"
-    finally:
-        hold.touch()
-        out = first.communicate(timeout=240)[0]
-    assert first.returncode == 0, out[-3000:]
+    # DVC's repository lock, or its read/write lock on the stage's files
+    _second_run_refused([*dvc, "repro", "train_shapes_savi_seed0"], root, held_env, hold,
+                        ("Unable to acquire lock", "is busy, it is being blocked by"))
     assert checkpoint.load(root / RUN / "model.pt")["step"] == 6
     status = subprocess.run([*dvc, "status", "train_shapes_savi_seed0"], cwd=root, env=env, check=True,
                             capture_output=True, text=True, timeout=120).stdout
@@ -659,16 +660,7 @@ def test_second_snakemake_on_the_same_directory_is_refused_by_the_lock(tmp_path)
     env = _env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                **{fault_hooks.HOLD_ENV: str(hold)})
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", f"{RUN}/model.pt"]
-    first = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_until_held(hold, first)
-        second = subprocess.run(cmd, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=240)
-        assert second.returncode != 0 and "LockException" in second.stdout + second.stderr, second.stderr[-2000:]
-        assert first.poll() is None, "the second run disturbed the first"
-    finally:
-        hold.touch()
-        out = first.communicate(timeout=240)[0]
-    assert first.returncode == 0, out[-3000:]
+    _second_run_refused(cmd, root, env, hold, ("LockException",))
     assert checkpoint.load(root / RUN / "model.pt")["step"] == 6
     assert not list((root / ".snakemake" / "locks").glob("*")), "lock not released"
     from slotbench.data.storage import open_split
