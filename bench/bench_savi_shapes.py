@@ -117,6 +117,7 @@ def main() -> None:
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "dataset": args.dataset, "steps": args.steps, "overrides": args.overrides, "batch_size": profile["train"]["batch_size"],
         "FG-ARI": seg["FG-ARI"], "mIoU": seg["mIoU"], "mBO": seg["mBO"], "num_videos": seg["num_videos"],
+        "by_num_objects": seg["by_num_objects"],
         "train_wall_s": train["wall_time_s"], "clips_per_s": train["clips_per_s"], **{k: round(v, 1) for k, v in times.items()},
         "validation": train.get("validation"),
         "validation_curve_note": f"see the MLflow run in {(scratch / 'results/mlflow.db').relative_to(ROOT)}",
@@ -131,6 +132,10 @@ def main() -> None:
         f"| steps | batch | train wall time | clips/s | FG-ARI | mIoU | mBO | test videos |\n|---|---|---|---|---|---|---|---|\n"
         f"| {args.steps} | {result['batch_size']} | {train['wall_time_s'] / 60:.1f} min | {train['clips_per_s']} | "
         f"{seg['FG-ARI']:.2f} | {seg['mIoU']:.2f} | {seg['mBO']:.2f} | {seg['num_videos']} |\n\n"
+        + "By number of objects in the video (FG-ARI is all-or-nothing with one object):\n\n"
+        + "| objects | videos | FG-ARI | mIoU | mBO |\n|---|---|---|---|---|\n"
+        + "".join(f"| {k} | {v['num_videos']} | {v['FG-ARI']:.2f} | {v['mIoU']:.2f} | {v['mBO']:.2f} |\n"
+                  for k, v in seg["by_num_objects"].items()) + "\n"
         + (f"Overrides of the profile: `{' '.join(args.overrides)}`.\n\n" if args.overrides else "")
         + f"![masks]({os.path.relpath(image, out_dir)}) rows: frames, ground truth, SAVi (colours matched)\n")
     print(json.dumps(result, indent=2))

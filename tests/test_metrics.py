@@ -117,6 +117,19 @@ def test_fg_ari_degenerate_cases():
     assert fg_ari(one, pred[:, 0]).item() == 1.0  # a single foreground pixel
 
 
+def test_fg_ari_one_object_is_all_or_nothing():
+    """With one GT object, any split of it (one stray pixel in one frame) gives FG-ARI 0 exactly."""
+    gt = torch.zeros(1, 24, 8, 8, dtype=torch.long)
+    gt[:, :, 2:6, 2:6] = 1
+    pred = torch.where(gt > 0, 1, 0)
+    assert fg_ari(gt, pred).item() == 1.0
+    pred[0, 17, 3, 3] = 2  # one pixel of 384 foreground pixels goes to another slot
+    fg = gt[0].flatten() > 0
+    expected = adjusted_rand_score(gt[0].flatten()[fg].numpy(), pred[0].flatten()[fg].numpy())
+    assert expected == 0.0
+    assert fg_ari(gt, pred).item() == 0.0
+
+
 def test_fg_ari_uint8_and_int32():
     gt, pred = _batch(1, *ID_SETS[0])
     ref = fg_ari(torch.from_numpy(gt), torch.from_numpy(pred))

@@ -25,31 +25,63 @@ METRICS = ("fg_ari", "miou", "mbo")
 
 
 @torch.no_grad()
-def evaluate_segmentation(model: torch.nn.Module, dataset: Dataset, batch_size: int, chunk_len: int,
-                          device: torch.device, progress: bool = True) -> dict[str, float]:
-    """Mean FG-ARI / mIoU / mBO (x100) of ``model.segment`` over ``dataset``.
+def score_videos(model: torch.nn.Module, dataset: Dataset, batch_size: int, chunk_len: int,
+                 device: torch.device, progress: bool = True) -> dict[str, list[float]]:
+    """Per-video FG-ARI / mIoU / mBO (fractions in [0, 1]) of ``model.segment`` over ``dataset``.
 
     Args:
         dataset: items with ``video`` uint8 [T, H, W, 3] and ``seg`` int64 [T, H, W].
         chunk_len: frames per forward pass (slots carry over between chunks).
     Returns:
-        ``{"fg_ari", "miou", "mbo"}`` in percent plus ``num_videos``.
+        ``{"fg_ari", "miou", "mbo", "num_objects"}``: one entry per video in dataset order;
+        ``num_objects`` counts the foreground GT ids present anywhere in the video.
     """
     model.eval()
-    per_video: dict[str, list[float]] = {m: [] for m in METRICS}
+    per_video: dict[str, list[float]] = {m: [] for m in (*METRICS, "num_objects")}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator())
     for batch in tqdm(loader, desc="segment", unit="batch", disable=not progress, dynamic_ncols=True):
         video = to_model_input(batch["video"].to(device))
+        gt = batch["seg"].to(device)
         pred = model.segment(video, chunk_len)
-        scores = segmentation_scores(batch["seg"].to(device), pred)
+        scores = segmentation_scores(gt, pred)
         for name in METRICS:
             per_video[name].extend(scores[name].cpu().tolist())
+        per_video["num_objects"].extend(len(torch.unique(g[g > 0])) for g in gt)
+    return per_video
+
+
+def summarise(per_video: dict[str, list[float]]) -> dict[str, float]:
+    """Means (x100) over videos of the per-video scores; mIoU and mBO skip NaN videos, as
+    nerv's meters do. Returns ``{"fg_ari", "miou", "mbo"}`` in percent plus ``num_videos``."""
     summary = {}
     for name in METRICS:
         finite = [v for v in per_video[name] if not math.isnan(v)]
         summary[name] = 100.0 * sum(finite) / len(finite) if finite else float("nan")
     summary["num_videos"] = len(per_video["fg_ari"])
     return summary
+
+
+def summarise_by_objects(per_video: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """:func:`summarise` per number of foreground objects present in the video.
+
+    FG-ARI is all-or-nothing on a video with one object (one GT segment: 1 when the object
+    is one predicted segment in every frame, else exactly 0), so this split shows where the
+    mean comes from. Returns ``{"1": {"fg_ari", "miou", "mbo", "num_videos"}, ...}``.
+    """
+    counts = sorted(set(per_video["num_objects"]))
+    out = {}
+    for count in counts:
+        keep = [i for i, c in enumerate(per_video["num_objects"]) if c == count]
+        subset = {name: [per_video[name][i] for i in keep] for name in METRICS}
+        out[str(count)] = summarise(subset)
+    return out
+
+
+def evaluate_segmentation(model: torch.nn.Module, dataset: Dataset, batch_size: int, chunk_len: int,
+                          device: torch.device, progress: bool = True) -> dict[str, float]:
+    """Mean FG-ARI / mIoU / mBO (x100) of ``model.segment`` over ``dataset`` (:func:`score_videos`
+    then :func:`summarise`)."""
+    return summarise(score_videos(model, dataset, batch_size, chunk_len, device, progress))
 
 
 def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
@@ -61,7 +93,8 @@ def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path,
     device = select_device(runtime_cfg)
     model = restore_model(state).to(device)
     dataset = VideoDataset(data_root, eval_cfg["split"], eval_cfg["num_videos"], verify_checksums=True)
-    summary = evaluate_segmentation(model, dataset, eval_cfg["batch_size"], eval_cfg["chunk_len"], device, progress)
+    per_video = score_videos(model, dataset, eval_cfg["batch_size"], eval_cfg["chunk_len"], device, progress)
+    summary = summarise(per_video)
     result = {
         "FG-ARI": round(summary["fg_ari"], 4),
         "mIoU": round(summary["miou"], 4),
@@ -70,6 +103,9 @@ def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path,
         "num_videos": summary["num_videos"],
         "split": eval_cfg["split"],
         "frames_per_video": cfg["dataset"]["video_len"],
+        "by_num_objects": {count: {"FG-ARI": round(part["fg_ari"], 4), "mIoU": round(part["miou"], 4),
+                                   "mBO": round(part["mbo"], 4), "num_videos": part["num_videos"]}
+                           for count, part in summarise_by_objects(per_video).items()},
         "dataset": cfg["dataset"]["name"],
         "model": cfg["model"]["name"],
         "seed": state["seed"],
