@@ -27,7 +27,7 @@ METRICS = ("fg_ari", "miou", "mbo")
 @torch.no_grad()
 def score_videos(model: torch.nn.Module, dataset: Dataset, batch_size: int, chunk_len: int,
                  device: torch.device, progress: bool = True) -> dict[str, list[float]]:
-    """Per-video FG-ARI / mIoU / mBO (fractions in [0, 1]) of ``model.segment`` over ``dataset``.
+    """Per-video FG-ARI / mIoU / mBO (fractions, not percent) of ``model.segment`` over ``dataset``.
 
     Args:
         dataset: items with ``video`` uint8 [T, H, W, 3] and ``seg`` int64 [T, H, W].
@@ -84,6 +84,12 @@ def evaluate_segmentation(model: torch.nn.Module, dataset: Dataset, batch_size: 
     return summarise(score_videos(model, dataset, batch_size, chunk_len, device, progress))
 
 
+def _record_scores(summary: dict[str, float]) -> dict[str, float]:
+    """A :func:`summarise` result as ``seg.json`` writes it: the paper's names, 4 decimals."""
+    return {"FG-ARI": round(summary["fg_ari"], 4), "mIoU": round(summary["miou"], 4),
+            "mBO": round(summary["mbo"], 4), "num_videos": summary["num_videos"]}
+
+
 def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
                  out_path: str | Path, progress: bool = True) -> dict:
     """The ``eval_seg`` stage: evaluate a trained checkpoint and write ``seg.json``."""
@@ -94,18 +100,12 @@ def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path,
     model = restore_model(state).to(device)
     dataset = VideoDataset(data_root, eval_cfg["split"], eval_cfg["num_videos"], verify_checksums=True)
     per_video = score_videos(model, dataset, eval_cfg["batch_size"], eval_cfg["chunk_len"], device, progress)
-    summary = summarise(per_video)
     result = {
-        "FG-ARI": round(summary["fg_ari"], 4),
-        "mIoU": round(summary["miou"], 4),
-        "mBO": round(summary["mbo"], 4),
+        **_record_scores(summarise(per_video)),
         "units": "percent",
-        "num_videos": summary["num_videos"],
         "split": eval_cfg["split"],
         "frames_per_video": cfg["dataset"]["video_len"],
-        "by_num_objects": {count: {"FG-ARI": round(part["fg_ari"], 4), "mIoU": round(part["miou"], 4),
-                                   "mBO": round(part["mbo"], 4), "num_videos": part["num_videos"]}
-                           for count, part in summarise_by_objects(per_video).items()},
+        "by_num_objects": {count: _record_scores(part) for count, part in summarise_by_objects(per_video).items()},
         "dataset": cfg["dataset"]["name"],
         "model": cfg["model"]["name"],
         "seed": state["seed"],
