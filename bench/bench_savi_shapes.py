@@ -11,8 +11,9 @@ Usage: ``python bench/bench_savi_shapes.py [--steps 10000] [--dataset shapes]``
 
 Sweeps: ``--name NAME`` works in ``bench/scratch/NAME/`` instead and writes its json / md / picture
 there (not into ``bench/results`` / ``docs/images``); ``--set KEY=VALUE`` (repeatable) overrides a
-dotted key of the scratch copy of the dataset's profile, the value read as YAML, e.g.
-``--set train.lr=1e-3 --set per_model.savi.model.num_iterations=3``.
+dotted key of the scratch copy of the dataset's profile, or of the dataset's own file when the key
+starts with ``dataset.``, the value read as YAML, e.g. ``--set train.lr=1e-3 --set
+per_model.savi.model.num_iterations=3 --set dataset.synthetic.orientation=upright``.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def main() -> None:
     parser.add_argument("--name", default=None,
                         help="scratch dir bench/scratch/NAME; results and picture are written there")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a dotted key of the scratch profile (value parsed as YAML); repeatable")
+                        help="override a dotted key of the scratch profile, or of the dataset file for keys "
+                             "starting with 'dataset.' (value parsed as YAML); repeatable")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="reuse the trained scratch run: refresh its params, evaluate and report")
     args = parser.parse_args()
@@ -82,16 +84,19 @@ def main() -> None:
     profile_file = scratch / "params" / "profiles" / "shapes.yaml"
     profile = yaml.safe_load(profile_file.read_text())
     profile["train"].update(max_steps=args.steps, val_every=max(500, args.steps // 10))
+    dataset_file = scratch / "params" / "datasets" / f"{args.dataset}.yaml"
+    dataset_params = yaml.safe_load(dataset_file.read_text())
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--set needs KEY=VALUE, got {item!r}")
         *parents, leaf = key.split(".")
-        node = profile
+        node = dataset_params if parents and parents[0] == "dataset" else profile
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     profile_file.write_text(yaml.safe_dump(profile, sort_keys=False))
+    dataset_file.write_text(yaml.safe_dump(dataset_params, sort_keys=False))
     if args.threads:
         defaults_file = scratch / "params" / "defaults.yaml"
         defaults = yaml.safe_load(defaults_file.read_text())

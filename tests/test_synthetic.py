@@ -137,6 +137,30 @@ def test_each_shape_has_its_area(shape, area):
     np.testing.assert_allclose(measured, area, rtol=0.08)
 
 
+def test_upright_squares_without_spin_are_axis_aligned_and_keep_their_mask():
+    """``orientation: upright`` and ``max_spin: 0``: a still square fills its bounding box and
+    its mask is the same in every frame; with the default rotation it does neither."""
+    still = dict(shapes=["square"], min_objects=1, max_objects=1, min_size=0.25, max_size=0.25,
+                 max_speed=0.0, video_len=6)
+    _, seg, _ = generate_split(_config(orientation="upright", max_spin=0.0, **still), 4, seed=0)
+    for s in seg:
+        rows, cols = np.nonzero(s[0] == 1)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert box == rows.size  # fills its box: sides along the axes
+        assert np.all(s == s[0])
+    _, spun, _ = generate_split(_config(**still), 4, seed=0)
+    assert any(np.any(s != s[0]) for s in spun)
+
+
+def test_rotation_keys_leave_the_other_draws_alone():
+    """Object counts, colours and positions do not depend on the rotation keys."""
+    base = _config(shapes=["circle"], max_speed=0.0)  # circles: rotation changes no pixel
+    upright = generate_split(dict(base, orientation="upright", max_spin=0.0), 3, seed=8)
+    rotated = generate_split(base, 3, seed=8)
+    for a, b in zip(upright, rotated):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_textured_background_is_patterned_and_pans():
     video, seg, _ = generate_split(_config(look="textured", resolution=48, video_len=12), 6, seed=4)
     for v, s in zip(video, seg):
@@ -184,6 +208,8 @@ def test_many_objects_and_shape_subset():
         ({"shapes": ["circle", "hexagon"]}, "hexagon"),
         ({"shapes": []}, "shapes"),
         ({"resolution": 4}, "resolution"),
+        ({"orientation": "sideways"}, "sideways"),
+        ({"max_spin": -0.1}, "max_spin"),
     ],
 )
 def test_bad_config(changes, message):

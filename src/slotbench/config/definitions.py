@@ -36,6 +36,8 @@ SYNTHETIC = {
     "min_size": number(0.0, 1.0),
     "max_size": number(0.0, 1.0),
     "max_speed": number(0.0),
+    "orientation": one_of("random", "upright"),
+    "max_spin": number(0.0),
 }
 
 DATASET = Variant(

@@ -44,6 +44,8 @@ _KEYS = (
     "min_size",
     "max_size",
     "max_speed",
+    "orientation",
+    "max_spin",
 )
 
 DEFAULT_CONFIG: dict = {
@@ -56,11 +58,12 @@ DEFAULT_CONFIG: dict = {
     "min_size": 0.12,
     "max_size": 0.22,
     "max_speed": 0.03,
+    "orientation": "random",
+    "max_spin": 0.08,
 }
 
-# Rotation speed of the objects (radians per frame) and camera speed of the textured
-# background (fraction of the frame side per frame).
-_MAX_SPIN = 0.08
+ORIENTATIONS = ("random", "upright")
+# Camera speed of the textured background (fraction of the frame side per frame).
 _CAMERA_SPEED = (0.01, 0.025)
 # Minimal RGB distance (in [0, 1]^3) between colours that must differ; relaxed if needed.
 _MIN_COLOUR_DIST = 0.4
@@ -73,7 +76,7 @@ def check_config(config: Mapping) -> dict:
     """Check the keys of a ``shapes`` config; return a plain dict with the values normalised.
 
     Raises ``ValueError`` with a message naming the offending key or value. Keys other than
-    the nine documented ones are ignored.
+    the eleven documented ones are ignored.
     """
     missing = [key for key in _KEYS if key not in config]
     if missing:
@@ -114,6 +117,13 @@ def check_config(config: Mapping) -> dict:
         )
     if not cfg["max_speed"] >= 0:
         raise ValueError(f"max_speed must be >= 0, got {cfg['max_speed']}")
+    if cfg["orientation"] not in ORIENTATIONS:
+        raise ValueError(
+            f"unknown orientation {cfg['orientation']!r}; expected one of {list(ORIENTATIONS)}"
+        )
+    cfg["max_spin"] = float(cfg["max_spin"])
+    if not cfg["max_spin"] >= 0:
+        raise ValueError(f"max_spin must be >= 0, got {cfg['max_spin']}")
     return cfg
 
 
@@ -293,7 +303,9 @@ def _generate(cfg: dict, rng: np.random.Generator):
     speed = cfg["max_speed"] * np.sqrt(rng.random(k))  # uniform in the disk
     vel = speed[:, None] * np.stack([np.cos(direction), np.sin(direction)], axis=1)
     angle0 = rng.uniform(0, 2 * np.pi, k)
-    spin = rng.uniform(-_MAX_SPIN, _MAX_SPIN, k)
+    spin = rng.uniform(-cfg["max_spin"], cfg["max_spin"], k)  # radians per frame
+    if cfg["orientation"] == "upright":  # drawn anyway: the rest of the video stays the same
+        angle0 = np.zeros(k)
     draw_order = rng.permutation(k)  # far to near; ids are 1 + object index
 
     t = np.arange(T, dtype=float)
