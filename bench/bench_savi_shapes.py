@@ -14,6 +14,10 @@ there (not into ``bench/results`` / ``docs/images``); ``--set KEY=VALUE`` (repea
 dotted key of the scratch copy of the dataset's profile, or of the dataset's own file when the key
 starts with ``dataset.``, the value read as YAML, e.g. ``--set train.lr=1e-3 --set
 per_model.savi.model.num_iterations=3 --set dataset.synthetic.orientation=upright``.
+
+Long runs: ``--resume`` keeps the scratch dir and continues its training from the newest checkpoint
+(the train stage resumes by itself when its params and code are unchanged), so a run longer than
+one sitting is the same command again with ``--resume`` added.
 """
 
 from __future__ import annotations
@@ -73,11 +77,15 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a dotted key of the scratch profile, or of the dataset file for keys "
                              "starting with 'dataset.' (value parsed as YAML); repeatable")
-    parser.add_argument("--evaluate-only", action="store_true",
-                        help="reuse the trained scratch run: refresh its params, evaluate and report")
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument("--evaluate-only", action="store_true",
+                      help="reuse the trained scratch run: refresh its params, evaluate and report")
+    keep.add_argument("--resume", action="store_true",
+                      help="keep the scratch run and continue training from its newest checkpoint (pass the "
+                           "same --steps / --set values as before; changed values start training over)")
     args = parser.parse_args()
     scratch = ROOT / "bench" / "scratch" / (args.name or "savi_shapes")
-    if not args.evaluate_only:
+    if not (args.evaluate_only or args.resume):
         shutil.rmtree(scratch, ignore_errors=True)
     shutil.rmtree(scratch / "params", ignore_errors=True)
     shutil.copytree(ROOT / "params", scratch / "params")
