@@ -1,0 +1,57 @@
+"""Where a SAVi run on `shapes` loses FG-ARI in time: whole videos against single frames.
+
+For the model of a ``bench/bench_savi_shapes.py`` scratch run (``bench/scratch/NAME``), segments
+the full-length videos of one split the way ``slotbench eval-seg`` does (decoder alphas, the whole
+video in one pass) and prints FG-ARI (x100, mean over videos) three ways:
+
+* the whole video (``[T, H, W]`` per video: the protocol; a slot that changes objects costs);
+* the first 3 frames only (the length of the training clips and of the training loop's
+  validation clips);
+* each frame on its own (``[H, W]``), averaged over videos, overall and at a few time steps:
+  changes of slot identity between frames cost nothing here, so the gap to the whole-video value
+  is what temporal inconsistency costs.
+
+Usage: ``python bench/savi_shapes_by_frame.py bench/scratch/NAME [--split test] [--dataset shapes]``
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from slotbench.data.dataset import VideoDataset, to_model_input
+from slotbench.metrics import fg_ari
+from slotbench.training import checkpoint
+from slotbench.training.tasks import restore_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scratch", type=Path, help="scratch dir of a bench_savi_shapes.py run")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--dataset", default="shapes")
+    args = parser.parse_args()
+
+    state = checkpoint.load(args.scratch / f"results/{args.dataset}/savi/seed0/model.pt")
+    model = restore_model(state).eval()
+    data = VideoDataset(args.scratch / "data" / args.dataset, args.split)
+    items = [data[i] for i in range(len(data))]
+    video = to_model_input(torch.stack([item["video"] for item in items]))  # [B, T, 3, H, W]
+    gt = torch.stack([item["seg"] for item in items]).long()  # [B, T, H, W]
+    with torch.no_grad():
+        pred = model.segment(video, chunk_len=video.shape[1])  # [B, T, H, W]
+
+    b, t = gt.shape[:2]
+    whole = 100 * fg_ari(gt, pred).mean().item()
+    first3 = 100 * fg_ari(gt[:, :3], pred[:, :3]).mean().item()
+    per_frame = 100 * fg_ari(gt.flatten(0, 1), pred.flatten(0, 1)).view(b, t)  # [B, T]
+    steps = sorted({0, 2, t // 2, t - 1})
+    at = ", ".join(f"t={s}: {per_frame[:, s].mean().item():.1f}" for s in steps)
+    print(f"{args.scratch.name} ({args.split}, {b} videos of {t} frames): FG-ARI whole video "
+          f"{whole:.1f}; first 3 frames {first3:.1f}; frame by frame {per_frame.mean().item():.1f} ({at})")
+
+
+if __name__ == "__main__":
+    main()
