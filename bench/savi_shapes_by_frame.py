@@ -11,7 +11,11 @@ video in one pass) and prints FG-ARI (x100, mean over videos) three ways:
   changes of slot identity between frames cost nothing here, so the gap to the whole-video value
   is what temporal inconsistency costs.
 
-Usage: ``python bench/savi_shapes_by_frame.py bench/scratch/NAME [--split test] [--dataset shapes]``
+``--num-iterations N`` runs Slot Attention for N iterations per frame at evaluation instead of the
+number the model was trained with (a test-time change only).
+
+Usage: ``python bench/savi_shapes_by_frame.py bench/scratch/NAME [--split test] [--dataset shapes]
+[--num-iterations N]``
 """
 
 from __future__ import annotations
@@ -32,10 +36,17 @@ def main() -> None:
     parser.add_argument("scratch", type=Path, help="scratch dir of a bench_savi_shapes.py run")
     parser.add_argument("--split", default="test")
     parser.add_argument("--dataset", default="shapes")
+    parser.add_argument("--num-iterations", type=int, default=None,
+                        help="Slot Attention iterations at evaluation (default: as trained)")
     args = parser.parse_args()
 
     state = checkpoint.load(args.scratch / f"results/{args.dataset}/savi/seed0/model.pt")
     model = restore_model(state).eval()
+    if args.num_iterations is not None:
+        if args.num_iterations < 1:
+            parser.error("--num-iterations must be >= 1")
+        model.trunk.slot_attention.num_iterations = args.num_iterations
+    iterations = model.trunk.slot_attention.num_iterations
     data = VideoDataset(args.scratch / "data" / args.dataset, args.split)
     items = [data[i] for i in range(len(data))]
     video = to_model_input(torch.stack([item["video"] for item in items]))  # [B, T, 3, H, W]
@@ -49,7 +60,8 @@ def main() -> None:
     per_frame = 100 * fg_ari(gt.flatten(0, 1), pred.flatten(0, 1)).view(b, t)  # [B, T]
     steps = sorted({0, 2, t // 2, t - 1})
     at = ", ".join(f"t={s}: {per_frame[:, s].mean().item():.1f}" for s in steps)
-    print(f"{args.scratch.name} ({args.split}, {b} videos of {t} frames): FG-ARI whole video "
+    print(f"{args.scratch.name} ({args.split}, {b} videos of {t} frames, Slot Attention iterations: "
+          f"{iterations}): FG-ARI whole video "
           f"{whole:.1f}; first 3 frames {first3:.1f}; frame by frame {per_frame.mean().item():.1f} ({at})")
 
 
