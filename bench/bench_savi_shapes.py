@@ -15,6 +15,9 @@ dotted key of the scratch copy of the dataset's profile, or of the dataset's own
 starts with ``dataset.``, the value read as YAML, e.g. ``--set train.lr=1e-3 --set
 per_model.savi.model.num_iterations=3 --set dataset.synthetic.orientation=upright``.
 
+Seeds: ``--seed N`` trains and evaluates seed N (model initialisation and clip order; the data stay
+those of the dataset's own seed), for the spread between runs of one setting.
+
 Long runs: ``--resume`` keeps the scratch dir and continues its training from the newest checkpoint
 (the train stage resumes by itself when its params and code are unchanged), so a run longer than
 one sitting is the same command again with ``--resume`` added.
@@ -53,8 +56,8 @@ def _stage(scratch: Path, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def _picture(scratch: Path, dataset: str, out: Path, videos: int = 4) -> None:
-    state = checkpoint.load(scratch / f"results/{dataset}/savi/seed0/model.pt")
+def _picture(scratch: Path, dataset: str, seed: int, out: Path, videos: int = 4) -> None:
+    state = checkpoint.load(scratch / f"results/{dataset}/savi/seed{seed}/model.pt")
     model = restore_model(state).eval()
     data = VideoDataset(scratch / "data" / dataset, "test", num_videos=videos)
     batch = [data[i] for i in range(videos)]
@@ -72,6 +75,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--dataset", default="shapes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (runtime.threads)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the data keep their own seed)")
     parser.add_argument("--name", default=None,
                         help="scratch dir bench/scratch/NAME; results and picture are written there")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -115,20 +119,23 @@ def main() -> None:
     times = {}
     if not args.evaluate_only:
         times["export_s"] = _stage(scratch, "export", "--dataset", args.dataset)
-        times["train_s"] = _stage(scratch, "train", "--dataset", args.dataset, "--model", "savi", "--seed", "0")
-    times["eval_seg_s"] = _stage(scratch, "eval-seg", "--dataset", args.dataset, "--model", "savi", "--seed", "0")
-    seg = json.loads((scratch / f"results/{args.dataset}/savi/seed0/seg.json").read_text())
-    train = json.loads((scratch / f"results/{args.dataset}/savi/seed0/train.json").read_text())
+        times["train_s"] = _stage(scratch, "train", "--dataset", args.dataset, "--model", "savi",
+                                  "--seed", str(args.seed))
+    times["eval_seg_s"] = _stage(scratch, "eval-seg", "--dataset", args.dataset, "--model", "savi",
+                                 "--seed", str(args.seed))
+    run_dir = scratch / f"results/{args.dataset}/savi/seed{args.seed}"
+    seg = json.loads((run_dir / "seg.json").read_text())
+    train = json.loads((run_dir / "train.json").read_text())
     out_dir = scratch if args.name else RESULTS
     image = (scratch if args.name else ROOT / "docs" / "images") / f"savi_{args.dataset}_masks.png"
-    _picture(scratch, args.dataset, image)
+    _picture(scratch, args.dataset, args.seed, image)
 
     result = {
         "benchmark": "SAVi on the embedded shapes data, longer run",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "dataset": args.dataset, "steps": args.steps, "overrides": args.overrides, "batch_size": profile["train"]["batch_size"],
+        "dataset": args.dataset, "seed": args.seed, "steps": args.steps, "overrides": args.overrides, "batch_size": profile["train"]["batch_size"],
         "FG-ARI": seg["FG-ARI"], "mIoU": seg["mIoU"], "mBO": seg["mBO"], "num_videos": seg["num_videos"],
         "by_num_objects": seg["by_num_objects"],
         "train_wall_s": train["wall_time_s"], "clips_per_s": train["clips_per_s"], **{k: round(v, 1) for k, v in times.items()},

@@ -9,13 +9,14 @@ video in one pass) and prints FG-ARI (x100, mean over videos) three ways:
   validation clips);
 * each frame on its own (``[H, W]``), averaged over videos, overall and at a few time steps:
   changes of slot identity between frames cost nothing here, so the gap to the whole-video value
-  is what temporal inconsistency costs.
+  is what temporal inconsistency costs; also split into frames where two objects touch and
+  frames where they do not (``bench/shapes_occlusion.py``'s test; videos of one object excluded).
 
 ``--num-iterations N`` runs Slot Attention for N iterations per frame at evaluation instead of the
 number the model was trained with (a test-time change only).
 
 Usage: ``python bench/savi_shapes_by_frame.py bench/scratch/NAME [--split test] [--dataset shapes]
-[--num-iterations N]``
+[--num-iterations N] [--seed N]``
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from slotbench.data.dataset import VideoDataset, to_model_input
 from slotbench.metrics import fg_ari
 from slotbench.training import checkpoint
 from slotbench.training.tasks import restore_model
+from shapes_occlusion import touching_frames
 
 
 def main() -> None:
@@ -38,9 +40,10 @@ def main() -> None:
     parser.add_argument("--dataset", default="shapes")
     parser.add_argument("--num-iterations", type=int, default=None,
                         help="Slot Attention iterations at evaluation (default: as trained)")
+    parser.add_argument("--seed", type=int, default=0, help="the run's training seed")
     args = parser.parse_args()
 
-    state = checkpoint.load(args.scratch / f"results/{args.dataset}/savi/seed0/model.pt")
+    state = checkpoint.load(args.scratch / f"results/{args.dataset}/savi/seed{args.seed}/model.pt")
     model = restore_model(state).eval()
     if args.num_iterations is not None:
         if args.num_iterations < 1:
@@ -63,6 +66,12 @@ def main() -> None:
     print(f"{args.scratch.name} ({args.split}, {b} videos of {t} frames, Slot Attention iterations: "
           f"{iterations}): FG-ARI whole video "
           f"{whole:.1f}; first 3 frames {first3:.1f}; frame by frame {per_frame.mean().item():.1f} ({at})")
+    touching = torch.from_numpy(touching_frames(gt.numpy()))  # [B, T]
+    multi = (gt.flatten(1).amax(dim=1) >= 2)[:, None].expand(b, t)  # videos with 2+ objects
+    for name, frames in (("touching", touching & multi), ("not touching", ~touching & multi)):
+        if frames.any():
+            print(f"  frame by frame, 2+ objects, objects {name}: {per_frame[frames].mean().item():.1f} "
+                  f"({int(frames.sum())} of {int(multi.sum())} frames)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""How much the objects of the synthetic ``shapes`` data touch and hide each other.
+
+Generates one split of ``params/datasets/NAME.yaml`` exactly as the export stage does (same seed),
+for the shipped generator settings and for variants given as ``key=value,...`` overrides of its
+``synthetic`` section, and reports from the segmentation alone (``[N, T, H, W]``, 0 = background):
+
+* ``frames_touching``: fraction of the frames of videos with two or more objects in which two
+  objects touch (a pair of 4-neighbouring pixels with different object ids; an object partly in
+  front of another always touches it);
+* ``hidden_fraction``: per object and frame, 1 - visible pixels / the object's largest visible
+  area in the video, averaged over objects and frames (a lower bound of the hidden share of its
+  area: an object hidden in part in every frame counts less than it should);
+* ``fully_hidden``: fraction of object-frames with no visible pixel;
+* ``object_px``: mean of the objects' largest visible area, in pixels.
+
+Writes ``bench/results/shapes_occlusion.json`` and ``.md``.
+
+Usage: ``python bench/shapes_occlusion.py [--dataset shapes] [--split train]
+[--variant min_size=0.12,max_size=0.2 ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from slotbench.data.export import SYNTHETIC_SPLITS
+from slotbench.data.synthetic import generate_split
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_VARIANTS = [
+    "min_size=0.12,max_size=0.2",
+    "min_objects=2",
+    "min_size=0.12,max_size=0.2,min_objects=2",
+]
+
+
+def touching_frames(seg: np.ndarray) -> np.ndarray:
+    """Bool ``[N, T]``: frames of ``seg`` ``[N, T, H, W]`` (0 = background) where two objects touch."""
+    seg = np.asarray(seg).astype(np.int64)
+    right = (seg[..., 1:] != seg[..., :-1]) & (seg[..., 1:] > 0) & (seg[..., :-1] > 0)  # [N, T, H, W-1]
+    down = (seg[..., 1:, :] != seg[..., :-1, :]) & (seg[..., 1:, :] > 0) & (seg[..., :-1, :] > 0)
+    return right.any(axis=(2, 3)) | down.any(axis=(2, 3))
+
+
+def occlusion_stats(seg: np.ndarray, num_objects: np.ndarray) -> dict:
+    """Statistics above for ``seg`` uint8 ``[N, T, H, W]`` and ``num_objects`` ``[N]``."""
+    seg = seg.astype(np.int64)
+    touching = touching_frames(seg)  # [N, T]
+    multi = num_objects >= 2
+    ids = np.arange(1, int(num_objects.max()) + 1)
+    area = (seg[..., None] == ids).sum(axis=(2, 3))  # [N, T, K]
+    present = ids[None, :] <= num_objects[:, None]  # [N, K]
+    largest = area.max(axis=1)  # [N, K]
+    hidden = 1 - area / np.maximum(largest, 1)[:, None, :]  # [N, T, K]
+    return {
+        "videos": int(len(seg)),
+        "videos_with_2plus_objects": int(multi.sum()),
+        "frames_touching": float(touching[multi].mean()) if multi.any() else 0.0,
+        "hidden_fraction": float(hidden.transpose(0, 2, 1)[present].mean()),
+        "fully_hidden": float((area.transpose(0, 2, 1)[present] == 0).mean()),
+        "object_px": float(largest[present].mean()),
+    }
+
+
+def parse_variant(text: str) -> dict:
+    """``"min_size=0.12,max_size=0.2"`` -> ``{"min_size": 0.12, "max_size": 0.2}`` (YAML values)."""
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--variant: expected key=value[,key=value...], got {text!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="shapes", help="params/datasets/NAME.yaml (synthetic)")
+    parser.add_argument("--split", default="train", choices=SYNTHETIC_SPLITS)
+    parser.add_argument("--variant", action="append", default=None,
+                        help="overrides of the synthetic section, key=value,... (repeatable)")
+    args = parser.parse_args()
+
+    dataset = yaml.safe_load((ROOT / "params" / "datasets" / f"{args.dataset}.yaml").read_text())["dataset"]
+    if dataset["source"] != "synthetic":
+        raise SystemExit(f"{args.dataset}: source is {dataset['source']!r}, not synthetic")
+    seed = dataset["seed"] * 1000 + SYNTHETIC_SPLITS.index(args.split)  # as the export stage
+    num_videos = dataset["splits"][args.split]
+    cases = []
+    for variant in [""] + (args.variant if args.variant is not None else DEFAULT_VARIANTS):
+        overrides = parse_variant(variant) if variant else {}
+        config = {**dataset["synthetic"], **overrides,
+                  "resolution": dataset["resolution"], "video_len": dataset["video_len"]}
+        _, seg, num_objects = generate_split(config, num_videos, seed=seed)
+        stats = occlusion_stats(seg, num_objects)
+        cases.append({"overrides": overrides, **stats})
+        print(f"{variant or 'shipped':45s} touching {stats['frames_touching']:.3f}  "
+              f"hidden {stats['hidden_fraction']:.3f}  object {stats['object_px']:.1f} px")
+
+    report = {
+        "benchmark": "occlusion in the synthetic shapes data",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": args.dataset,
+        "split": args.split,
+        "shipped": dataset["synthetic"],
+        "resolution": dataset["resolution"],
+        "cases": cases,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "shapes_occlusion.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"# Occlusion in `{args.dataset}` ({args.split} split, {num_videos} videos, "
+        f"{dataset['resolution']}x{dataset['resolution']})",
+        "",
+        f"Date: {report['date']}. Written by `bench/shapes_occlusion.py` (definitions in its docstring).",
+        "",
+        "| generator settings | frames with touching objects (2+ objects) | hidden share of an object "
+        "(lower bound) | object-frames fully hidden | object area (px) |",
+        "|---|---|---|---|---|",
+    ]
+    for case in cases:
+        name = ", ".join(f"`{k}: {v}`" for k, v in case["overrides"].items()) or "shipped"
+        lines.append(f"| {name} | {case['frames_touching']:.1%} | {case['hidden_fraction']:.1%} | "
+                     f"{case['fully_hidden']:.2%} | {case['object_px']:.0f} |")
+    (RESULTS / "shapes_occlusion.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
