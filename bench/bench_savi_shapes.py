@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import yaml
 
+from slotbench import paths
 from slotbench.data.dataset import VideoDataset, to_model_input
 from slotbench.training import checkpoint
 from slotbench.training.tasks import restore_model
@@ -57,7 +58,7 @@ def _stage(scratch: Path, *args: str) -> float:
 
 
 def _picture(scratch: Path, dataset: str, seed: int, out: Path, videos: int = 4) -> None:
-    state = checkpoint.load(scratch / f"results/{dataset}/savi/seed{seed}/model.pt")
+    state = checkpoint.load(scratch / paths.CHECKPOINT.format(dataset=dataset, model="savi", seed=seed))
     model = restore_model(state).eval()
     data = VideoDataset(scratch / "data" / dataset, "test", num_videos=videos)
     batch = [data[i] for i in range(videos)]
@@ -123,9 +124,9 @@ def main() -> None:
                                   "--seed", str(args.seed))
     times["eval_seg_s"] = _stage(scratch, "eval-seg", "--dataset", args.dataset, "--model", "savi",
                                  "--seed", str(args.seed))
-    run_dir = scratch / f"results/{args.dataset}/savi/seed{args.seed}"
-    seg = json.loads((run_dir / "seg.json").read_text())
-    train = json.loads((run_dir / "train.json").read_text())
+    run = {"dataset": args.dataset, "model": "savi", "seed": args.seed}
+    seg = json.loads((scratch / paths.SEG_METRICS.format(**run)).read_text())
+    train = json.loads((scratch / paths.TRAIN_SUMMARY.format(**run)).read_text())
     out_dir = scratch if args.name else RESULTS
     image = (scratch if args.name else ROOT / "docs" / "images") / f"savi_{args.dataset}_masks.png"
     _picture(scratch, args.dataset, args.seed, image)

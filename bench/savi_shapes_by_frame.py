@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from slotbench import paths
 from slotbench.data.dataset import VideoDataset, to_model_input
 from slotbench.metrics import fg_ari
 from slotbench.training import checkpoint
@@ -43,7 +44,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the run's training seed")
     args = parser.parse_args()
 
-    state = checkpoint.load(args.scratch / f"results/{args.dataset}/savi/seed{args.seed}/model.pt")
+    state = checkpoint.load(args.scratch / paths.CHECKPOINT.format(dataset=args.dataset, model="savi",
+                                                                   seed=args.seed))
     model = restore_model(state).eval()
     if args.num_iterations is not None:
         if args.num_iterations < 1:

@@ -1,6 +1,7 @@
 """How much the objects of the synthetic ``shapes`` data touch and hide each other.
 
-Generates one split of ``params/datasets/NAME.yaml`` exactly as the export stage does (same seed),
+Generates one split of dataset NAME (its validated params, as the export stage reads them) with
+the export stage's seed,
 for the shipped generator settings and for variants given as ``key=value,...`` overrides of its
 ``synthetic`` section, and reports from the segmentation alone (``[N, T, H, W]``, 0 = background):
 
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from slotbench.config import resolve_dataset
 from slotbench.data.export import SYNTHETIC_SPLITS
 from slotbench.data.synthetic import generate_split
 
@@ -43,7 +45,7 @@ DEFAULT_VARIANTS = [
 
 def touching_frames(seg: np.ndarray) -> np.ndarray:
     """Bool ``[N, T]``: frames of ``seg`` ``[N, T, H, W]`` (0 = background) where two objects touch."""
-    seg = np.asarray(seg).astype(np.int64)
+    seg = np.asarray(seg)
     right = (seg[..., 1:] != seg[..., :-1]) & (seg[..., 1:] > 0) & (seg[..., :-1] > 0)  # [N, T, H, W-1]
     down = (seg[..., 1:, :] != seg[..., :-1, :]) & (seg[..., 1:, :] > 0) & (seg[..., :-1, :] > 0)
     return right.any(axis=(2, 3)) | down.any(axis=(2, 3))
@@ -51,7 +53,6 @@ def touching_frames(seg: np.ndarray) -> np.ndarray:
 
 def occlusion_stats(seg: np.ndarray, num_objects: np.ndarray) -> dict:
     """Statistics above for ``seg`` uint8 ``[N, T, H, W]`` and ``num_objects`` ``[N]``."""
-    seg = seg.astype(np.int64)
     touching = touching_frames(seg)  # [N, T]
     multi = num_objects >= 2
     ids = np.arange(1, int(num_objects.max()) + 1)
@@ -82,13 +83,13 @@ def parse_variant(text: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="shapes", help="params/datasets/NAME.yaml (synthetic)")
+    parser.add_argument("--dataset", default="shapes", help="a synthetic dataset of params/")
     parser.add_argument("--split", default="train", choices=SYNTHETIC_SPLITS)
     parser.add_argument("--variant", action="append", default=None,
                         help="overrides of the synthetic section, key=value,... (repeatable)")
     args = parser.parse_args()
 
-    dataset = yaml.safe_load((ROOT / "params" / "datasets" / f"{args.dataset}.yaml").read_text())["dataset"]
+    dataset = resolve_dataset(args.dataset, ROOT / "params")
     if dataset["source"] != "synthetic":
         raise SystemExit(f"{args.dataset}: source is {dataset['source']!r}, not synthetic")
     seed = dataset["seed"] * 1000 + SYNTHETIC_SPLITS.index(args.split)  # as the export stage
