@@ -5,7 +5,9 @@ Runs the real stages (``slotbench export / train / eval-seg``) in a scratch proj
 of the `shapes` profile changed (``--steps``, default 10000; the default profile trains 2000),
 then writes ``bench/results/savi_shapes.json`` / ``.md`` (FG-ARI, mIoU, mBO, wall time, machine)
 and ``docs/images/savi_shapes_masks.png``: for a few test videos, the frames, the ground-truth
-segmentation and SAVi's (colours matched to the ground truth by Hungarian assignment).
+segmentation, SAVi's (decoder alphas, the protocol) and the argmax of Slot Attention's attention
+(upsampled from the feature grid), both with colours matched to the ground truth by Hungarian
+assignment.
 
 Usage: ``python bench/bench_savi_shapes.py [--steps 10000] [--dataset shapes]``
 
@@ -64,11 +66,13 @@ def _picture(scratch: Path, dataset: str, seed: int, out: Path, videos: int = 4)
     batch = [data[i] for i in range(videos)]
     video = torch.stack([b["video"] for b in batch])
     with torch.no_grad():
-        pred = model.segment(to_model_input(video), chunk_len=video.shape[1]).numpy()
+        alpha = model.segment(to_model_input(video), chunk_len=video.shape[1]).numpy()
+        attention = model.trunk.segment_from_attention(to_model_input(video), chunk_len=video.shape[1]).numpy()
     gt = np.stack([b["seg"].numpy() for b in batch])
-    matched = np.stack([match_to_gt(g, p) for g, p in zip(gt, pred)])
-    n_ids = int(max(gt.max(), matched.max())) + 1
-    save_png(make_grid([video.numpy(), colour_ids(gt, n_ids), colour_ids(matched, n_ids)], num_frames=6, scale=3), out)
+    matched = [np.stack([match_to_gt(g, p) for g, p in zip(gt, pred)]) for pred in (alpha, attention)]
+    n_ids = int(max(gt.max(), *(m.max() for m in matched))) + 1
+    rows = [video.numpy(), colour_ids(gt, n_ids)] + [colour_ids(m, n_ids) for m in matched]
+    save_png(make_grid(rows, num_frames=6, scale=3), out)
 
 
 def main() -> None:
@@ -158,7 +162,7 @@ def main() -> None:
         + "".join(f"| {k} | {v['num_videos']} | {v['FG-ARI']:.2f} | {v['mIoU']:.2f} | {v['mBO']:.2f} |\n"
                   for k, v in seg["by_num_objects"].items()) + "\n"
         + (f"Overrides of the profile: `{' '.join(args.overrides)}`.\n\n" if args.overrides else "")
-        + f"![masks]({os.path.relpath(image, out_dir)}) rows: frames, ground truth, SAVi (colours matched)\n")
+        + f"![masks]({os.path.relpath(image, out_dir)}) rows per video: frames, ground truth, SAVi's decoder alphas (the protocol), Slot Attention's attention (colours matched)\n")
     print(json.dumps(result, indent=2))
 
 

@@ -13,10 +13,13 @@ video in one pass) and prints FG-ARI (x100, mean over videos) three ways:
   frames where they do not (``bench/shapes_occlusion.py``'s test; videos of one object excluded).
 
 ``--num-iterations N`` runs Slot Attention for N iterations per frame at evaluation instead of the
-number the model was trained with (a test-time change only).
+number the model was trained with (a test-time change only). ``--readout attention`` segments by
+Slot Attention's last attention map instead of the decoder's alphas (argmax over slots, upsampled
+bilinearly from the feature grid: the protocol of STEVE and SlotDiffusion, not SAVi's), which
+tells how well the slots bind apart from how well the decoder renders them.
 
 Usage: ``python bench/savi_shapes_by_frame.py bench/scratch/NAME [--split test] [--dataset shapes]
-[--num-iterations N] [--seed N]``
+[--num-iterations N] [--seed N] [--readout alpha|attention]``
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ def main() -> None:
     parser.add_argument("--num-iterations", type=int, default=None,
                         help="Slot Attention iterations at evaluation (default: as trained)")
     parser.add_argument("--seed", type=int, default=0, help="the run's training seed")
+    parser.add_argument("--readout", choices=("alpha", "attention"), default="alpha",
+                        help="segment by the decoder's alpha masks (SAVi's protocol) or by Slot "
+                             "Attention's attention")
     args = parser.parse_args()
 
     state = checkpoint.load(args.scratch / paths.CHECKPOINT.format(dataset=args.dataset, model="savi",
@@ -57,7 +63,10 @@ def main() -> None:
     video = to_model_input(torch.stack([item["video"] for item in items]))  # [B, T, 3, H, W]
     gt = torch.stack([item["seg"] for item in items]).long()  # [B, T, H, W]
     with torch.no_grad():
-        pred = model.segment(video, chunk_len=video.shape[1])  # [B, T, H, W]
+        if args.readout == "alpha":
+            pred = model.segment(video, chunk_len=video.shape[1])  # [B, T, H, W]
+        else:
+            pred = model.trunk.segment_from_attention(video, chunk_len=video.shape[1])
 
     b, t = gt.shape[:2]
     whole = 100 * fg_ari(gt, pred).mean().item()
@@ -66,7 +75,7 @@ def main() -> None:
     steps = sorted({0, 2, t // 2, t - 1})
     at = ", ".join(f"t={s}: {per_frame[:, s].mean().item():.1f}" for s in steps)
     print(f"{args.scratch.name} ({args.split}, {b} videos of {t} frames, Slot Attention iterations: "
-          f"{iterations}): FG-ARI whole video "
+          f"{iterations}, readout: {args.readout}): FG-ARI whole video "
           f"{whole:.1f}; first 3 frames {first3:.1f}; frame by frame {per_frame.mean().item():.1f} ({at})")
     touching = torch.from_numpy(touching_frames(gt.numpy()))  # [B, T]
     multi = (gt.flatten(1).amax(dim=1) >= 2)[:, None].expand(b, t)  # videos with 2+ objects

@@ -1,4 +1,5 @@
-"""How much the objects of the synthetic ``shapes`` data touch and hide each other.
+"""How much the objects of the synthetic ``shapes`` data touch and hide each other, and how well
+exact colour alone separates them.
 
 Generates one split of dataset NAME (its validated params, as the export stage reads them) with
 the export stage's seed,
@@ -12,7 +13,11 @@ for the shipped generator settings and for variants given as ``key=value,...`` o
   area in the video, averaged over objects and frames (a lower bound of the hidden share of its
   area: an object hidden in part in every frame counts less than it should);
 * ``fully_hidden``: fraction of object-frames with no visible pixel;
-* ``object_px``: mean of the objects' largest visible area, in pixels.
+* ``object_px``: mean of the objects' largest visible area, in pixels;
+* ``colour_identity_fg_ari``: FG-ARI (x100, mean over videos, the whole video as one
+  ``[T, H, W]`` segmentation as in eval-seg) of a segmentation that gives every exact RGB value of
+  a video its own id. No learning: it shows how far plain colour lookup gets on this data (100 on
+  the solid look, whose objects are each one flat colour; much lower on textured looks).
 
 Writes ``bench/results/shapes_occlusion.json`` and ``.md``.
 
@@ -28,11 +33,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from slotbench.config import resolve_dataset
 from slotbench.data.export import SYNTHETIC_SPLITS
 from slotbench.data.synthetic import generate_split
+from slotbench.metrics import fg_ari
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -70,6 +77,20 @@ def occlusion_stats(seg: np.ndarray, num_objects: np.ndarray) -> dict:
     }
 
 
+def colour_identity_fg_ari(video: np.ndarray, seg: np.ndarray, batch: int = 100) -> float:
+    """Mean FG-ARI (x100) of segmenting each video of ``video`` uint8 ``[N, T, H, W, 3]`` by exact
+    RGB value, against ``seg`` ``[N, T, H, W]``."""
+    rgb = np.asarray(video).astype(np.int32)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # [N, T, H, W]
+    scores = []
+    for start in range(0, len(packed), batch):
+        chunk = packed[start:start + batch]
+        ids = np.stack([np.unique(v, return_inverse=True)[1].reshape(v.shape) for v in chunk])
+        gt = torch.from_numpy(np.asarray(seg[start:start + batch], dtype=np.int64))
+        scores.append(fg_ari(gt, torch.from_numpy(ids.astype(np.int64))))
+    return float(torch.cat(scores).mean()) * 100
+
+
 def parse_variant(text: str) -> dict:
     """``"min_size=0.12,max_size=0.2"`` -> ``{"min_size": 0.12, "max_size": 0.2}`` (YAML values)."""
     out = {}
@@ -99,11 +120,13 @@ def main() -> None:
         overrides = parse_variant(variant) if variant else {}
         config = {**dataset["synthetic"], **overrides,
                   "resolution": dataset["resolution"], "video_len": dataset["video_len"]}
-        _, seg, num_objects = generate_split(config, num_videos, seed=seed)
+        video, seg, num_objects = generate_split(config, num_videos, seed=seed)
         stats = occlusion_stats(seg, num_objects)
+        stats["colour_identity_fg_ari"] = colour_identity_fg_ari(video, seg)
         cases.append({"overrides": overrides, **stats})
         print(f"{variant or 'shipped':45s} touching {stats['frames_touching']:.3f}  "
-              f"hidden {stats['hidden_fraction']:.3f}  object {stats['object_px']:.1f} px")
+              f"hidden {stats['hidden_fraction']:.3f}  object {stats['object_px']:.1f} px  "
+              f"colour-identity FG-ARI {stats['colour_identity_fg_ari']:.1f}")
 
     report = {
         "benchmark": "occlusion in the synthetic shapes data",
@@ -123,13 +146,15 @@ def main() -> None:
         f"Date: {report['date']}. Written by `bench/shapes_occlusion.py` (definitions in its docstring).",
         "",
         "| generator settings | frames with touching objects (2+ objects) | hidden share of an object "
-        "(lower bound) | object-frames fully hidden | object area (px) |",
-        "|---|---|---|---|---|",
+        "(lower bound) | object-frames fully hidden | object area (px) | FG-ARI of exact-colour "
+        "segmentation |",
+        "|---|---|---|---|---|---|",
     ]
     for case in cases:
         name = ", ".join(f"`{k}: {v}`" for k, v in case["overrides"].items()) or "shipped"
         lines.append(f"| {name} | {case['frames_touching']:.1%} | {case['hidden_fraction']:.1%} | "
-                     f"{case['fully_hidden']:.2%} | {case['object_px']:.0f} |")
+                     f"{case['fully_hidden']:.2%} | {case['object_px']:.0f} | "
+                     f"{case['colour_identity_fg_ari']:.1f} |")
     (RESULTS / "shapes_occlusion.md").write_text("\n".join(lines) + "\n")
 
 
