@@ -80,12 +80,11 @@ def occlusion_stats(seg: np.ndarray, num_objects: np.ndarray) -> dict:
 def colour_identity_fg_ari(video: np.ndarray, seg: np.ndarray, batch: int = 100) -> float:
     """Mean FG-ARI (x100) of segmenting each video of ``video`` uint8 ``[N, T, H, W, 3]`` by exact
     RGB value, against ``seg`` ``[N, T, H, W]``."""
-    rgb = np.asarray(video).astype(np.int32)
-    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # [N, T, H, W]
     scores = []
-    for start in range(0, len(packed), batch):
-        chunk = packed[start:start + batch]
-        ids = np.stack([np.unique(v, return_inverse=True)[1].reshape(v.shape) for v in chunk])
+    for start in range(0, len(video), batch):
+        rgb = np.asarray(video[start:start + batch]).astype(np.int32)
+        packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # [n, T, H, W]
+        ids = np.stack([np.unique(v, return_inverse=True)[1].reshape(v.shape) for v in packed])
         gt = torch.from_numpy(np.asarray(seg[start:start + batch], dtype=np.int64))
         scores.append(fg_ari(gt, torch.from_numpy(ids.astype(np.int64))))
     return float(torch.cat(scores).mean()) * 100
