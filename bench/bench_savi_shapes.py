@@ -59,17 +59,36 @@ def _stage(scratch: Path, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def _picture(scratch: Path, dataset: str, seed: int, out: Path, videos: int = 4) -> None:
+READOUTS = ("alpha", "attention")
+
+
+def load_savi(scratch: Path, dataset: str, seed: int) -> torch.nn.Module:
+    """The trained SAVi of a scratch run, in ``eval()`` mode."""
     state = checkpoint.load(scratch / paths.CHECKPOINT.format(dataset=dataset, model="savi", seed=seed))
-    model = restore_model(state).eval()
+    return restore_model(state).eval()
+
+
+@torch.no_grad()
+def segment(model: torch.nn.Module, video: torch.Tensor, readout: str) -> torch.Tensor:
+    """Slot ids ``[B, T, H, W]`` of whole videos ``[B, T, 3, H, W]`` (model input, one pass):
+    ``alpha`` = argmax of the decoder's alpha masks (SAVi's protocol, as eval-seg), ``attention`` =
+    argmax of Slot Attention's last attention, upsampled (the protocol of STEVE and SlotDiffusion)."""
+    if readout == "alpha":
+        return model.segment(video, chunk_len=video.shape[1])
+    if readout == "attention":
+        return model.trunk.segment_from_attention(video, chunk_len=video.shape[1])
+    raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+
+
+def _picture(scratch: Path, dataset: str, seed: int, out: Path, videos: int = 4) -> None:
+    model = load_savi(scratch, dataset, seed)
     data = VideoDataset(scratch / "data" / dataset, "test", num_videos=videos)
     batch = [data[i] for i in range(videos)]
     video = torch.stack([b["video"] for b in batch])
-    with torch.no_grad():
-        alpha = model.segment(to_model_input(video), chunk_len=video.shape[1]).numpy()
-        attention = model.trunk.segment_from_attention(to_model_input(video), chunk_len=video.shape[1]).numpy()
+    model_input = to_model_input(video)
     gt = np.stack([b["seg"].numpy() for b in batch])
-    matched = [np.stack([match_to_gt(g, p) for g, p in zip(gt, pred)]) for pred in (alpha, attention)]
+    matched = [np.stack([match_to_gt(g, p) for g, p in zip(gt, segment(model, model_input, r).numpy())])
+               for r in READOUTS]
     n_ids = int(max(gt.max(), *(m.max() for m in matched))) + 1
     rows = [video.numpy(), colour_ids(gt, n_ids)] + [colour_ids(m, n_ids) for m in matched]
     save_png(make_grid(rows, num_frames=6, scale=3), out)

@@ -29,11 +29,9 @@ from pathlib import Path
 
 import torch
 
-from slotbench import paths
 from slotbench.data.dataset import VideoDataset, to_model_input
 from slotbench.metrics import fg_ari
-from slotbench.training import checkpoint
-from slotbench.training.tasks import restore_model
+from bench_savi_shapes import READOUTS, load_savi, segment
 from shapes_occlusion import touching_frames
 
 
@@ -45,14 +43,12 @@ def main() -> None:
     parser.add_argument("--num-iterations", type=int, default=None,
                         help="Slot Attention iterations at evaluation (default: as trained)")
     parser.add_argument("--seed", type=int, default=0, help="the run's training seed")
-    parser.add_argument("--readout", choices=("alpha", "attention"), default="alpha",
+    parser.add_argument("--readout", choices=READOUTS, default="alpha",
                         help="segment by the decoder's alpha masks (SAVi's protocol) or by Slot "
                              "Attention's attention")
     args = parser.parse_args()
 
-    state = checkpoint.load(args.scratch / paths.CHECKPOINT.format(dataset=args.dataset, model="savi",
-                                                                   seed=args.seed))
-    model = restore_model(state).eval()
+    model = load_savi(args.scratch, args.dataset, args.seed)
     if args.num_iterations is not None:
         if args.num_iterations < 1:
             parser.error("--num-iterations must be >= 1")
@@ -62,11 +58,7 @@ def main() -> None:
     items = [data[i] for i in range(len(data))]
     video = to_model_input(torch.stack([item["video"] for item in items]))  # [B, T, 3, H, W]
     gt = torch.stack([item["seg"] for item in items]).long()  # [B, T, H, W]
-    with torch.no_grad():
-        if args.readout == "alpha":
-            pred = model.segment(video, chunk_len=video.shape[1])  # [B, T, H, W]
-        else:
-            pred = model.trunk.segment_from_attention(video, chunk_len=video.shape[1])
+    pred = segment(model, video, args.readout)  # [B, T, H, W]
 
     b, t = gt.shape[:2]
     whole = 100 * fg_ari(gt, pred).mean().item()
