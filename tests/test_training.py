@@ -169,6 +169,19 @@ def test_decoder_learning_rate_gets_its_own_group(project):
     assert not frozen & {id(p) for p in rest["params"] + decoder["params"]}
 
 
+def test_savi_decoder_learning_rate_gets_its_own_group(project):
+    """``decoder_lr`` is honoured by SAVi too (its spatial-broadcast decoder), not silently ignored."""
+    from slotbench.training.tasks import param_groups
+
+    cfg = resolve("shapes", "savi", project / "params")
+    model = build_model(cfg["model"], 16)
+    assert len(param_groups(model, cfg["train"])) == 1  # the reference: one group
+    rest, decoder = param_groups(model, {**cfg["train"], "lr": 1e-3, "decoder_lr": 2e-3, "min_lr": 1e-5})
+    assert decoder["max_lr"] == 2e-3 and decoder["min_lr"] == pytest.approx(2e-5)
+    assert {id(p) for p in decoder["params"]} == {id(p) for p in model.decoder.parameters()}
+    assert {id(p) for p in rest["params"]} == {id(p) for p in model.trunk.parameters()}
+
+
 def test_vqvae_with_perceptual_loss_needs_lpips_weights(project, tiny_data, monkeypatch, tmp_path):
     from slotbench.config import resolve_tokenizer
 

@@ -159,6 +159,11 @@ class SAVi(nn.Module):
     def feature_resolution(self) -> tuple[int, int]:
         return self.trunk.feature_resolution
 
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """The spatial-broadcast decoder's parameters: the second Adam group when ``decoder_lr``
+        is set (the reference trains SAVi with one group, ``decoder_lr: null``)."""
+        return list(self.decoder.parameters())
+
     def decode(self, slots: Tensor) -> dict[str, Tensor]:
         """Decode slots ``[B, T, N, D]`` into ``recon [B, T, 3, H, W]``,
         ``recons [B, T, N, 3, H, W]`` and ``masks [B, T, N, 1, H, W]``."""
