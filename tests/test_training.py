@@ -180,6 +180,8 @@ def test_savi_decoder_learning_rate_gets_its_own_group(project):
     assert decoder["max_lr"] == 2e-3 and decoder["min_lr"] == pytest.approx(2e-5)
     assert {id(p) for p in decoder["params"]} == {id(p) for p in model.decoder.parameters()}
     assert {id(p) for p in rest["params"]} == {id(p) for p in model.trunk.parameters()}
+    with pytest.raises(ValueError, match="train.decoder_lr is 0.002, but Linear has no separate decoder"):
+        param_groups(torch.nn.Linear(2, 2), {**cfg["train"], "decoder_lr": 2e-3})
 
 
 def test_vqvae_with_perceptual_loss_needs_lpips_weights(project, tiny_data, monkeypatch, tmp_path):

@@ -101,13 +101,18 @@ def restore_model(state: dict) -> nn.Module:
 def param_groups(model: nn.Module, train_cfg: dict) -> list[dict]:
     """Adam groups with their schedule bounds: one group, or (rest, decoder) when ``decoder_lr`` is set.
 
-    The decoder group (STEVE's ``trans_decoder``, SlotDiffusion's U-Net) scales ``min_lr`` by
-    ``decoder_lr / lr`` so both groups end the cosine at the same fraction of their peak.
+    The decoder group (SAVi's spatial-broadcast decoder, STEVE's ``trans_decoder``,
+    SlotDiffusion's U-Net) scales ``min_lr`` by ``decoder_lr / lr`` so both groups end the cosine
+    at the same fraction of their peak. A ``decoder_lr`` for a model without a decoder group (a
+    tokenizer) is an error, not silently ignored.
     """
     lr, min_lr, dec_lr = train_cfg["lr"], train_cfg["min_lr"], train_cfg["decoder_lr"]
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if dec_lr is None or not hasattr(model, "decoder_parameters"):
+    if dec_lr is None:
         return [{"params": trainable, "max_lr": lr, "min_lr": min_lr}]
+    if not hasattr(model, "decoder_parameters"):
+        raise ValueError(f"train.decoder_lr is {dec_lr}, but {type(model).__name__} has no separate decoder "
+                         "parameter group; set train.decoder_lr: null")
     decoder = [p for p in model.decoder_parameters() if p.requires_grad]
     decoder_ids = {id(p) for p in decoder}
     rest = [p for p in trainable if id(p) not in decoder_ids]
