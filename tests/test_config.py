@@ -147,3 +147,11 @@ def test_model_and_tokenizer_must_match(tmp_path):
         resolve("shapes", "steve", params)
     with pytest.raises(ParamsError, match="no such tokenizer 'vae'"):
         resolve_tokenizer("shapes", "vae", params)
+
+
+def test_tokenizer_decoder_lr_is_an_error(tmp_path):
+    """A tokenizer trains with one Adam group: a decoder_lr there would be ignored, so it is refused."""
+    params = copy_params(tmp_path)
+    edit_yaml(params / "tokenizers" / "dvae.yaml", "train.decoder_lr", 1e-3)
+    with pytest.raises(ParamsError, match=r"train.decoder_lr is 0.001, but a tokenizer trains with one Adam group"):
+        resolve_tokenizer("shapes", "dvae", params)

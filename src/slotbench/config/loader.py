@@ -251,6 +251,9 @@ def _check_train(cfg: dict, where: str) -> None:
             f"{where}: train.n_sample_frames={train['n_sample_frames']} with frame_offset={train['frame_offset']} "
             f"spans {span} frames but dataset.video_len is {ds['video_len']}"
         )
+    if "tokenizer" in cfg and train["decoder_lr"] is not None:
+        raise ParamsError(f"{where}: train.decoder_lr is {train['decoder_lr']}, but a tokenizer trains with one "
+                          "Adam group; set it to null")
 
 
 #: Spatial down-sampling of each tokenizer's token grid (dVAE: 4; VQ-VAE: one halving per extra level).
