@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from slotbench.models import STEVE, build_model, build_tokenizer
 from slotbench.models.common import count_parameters
 from slotbench.models.steve import STEVETransformerDecoder, explicit_attention
+from slotbench.training.tasks import param_groups
 
 from conftest import reference_config
 
@@ -290,14 +291,16 @@ def test_frozen_dvae_and_gradients():
     assert not model.dvae.training and not model.trunk.training
 
 
-def test_param_groups():
+def test_decoder_parameters_split_trunk_from_decoder():
+    """``decoder_parameters`` is ``trans_decoder``; with the trunk it covers every trainable
+    parameter (the frozen dVAE in neither). Training builds its Adam groups from it."""
     model = _tiny()
     dec = model.decoder_parameters()
     assert {id(p) for p in dec} == {id(p) for p in model.trans_decoder.parameters()}
-    groups = model.param_groups(lr=1e-4, decoder_lr=3e-4)
-    assert [g["name"] for g in groups] == ["trunk", "trans_decoder"]
-    assert groups[1]["lr"] == 3e-4 and groups[0]["lr"] == 1e-4
-    n_trunk = sum(p.numel() for p in groups[0]["params"])
+    rest, decoder = param_groups(model, {"lr": 1e-4, "min_lr": 1e-6, "decoder_lr": 3e-4})
+    assert decoder["max_lr"] == 3e-4 and rest["max_lr"] == 1e-4
+    assert {id(p) for p in decoder["params"]} == {id(p) for p in dec}
+    n_trunk = sum(p.numel() for p in rest["params"])
     assert n_trunk == count_parameters(model.trunk)
     assert n_trunk + sum(p.numel() for p in dec) == count_parameters(model, trainable_only=True)
 
@@ -309,7 +312,8 @@ def test_learning_lowers_loss():
     video[0, :, 0, 2:9, 3:10] = 0.9
     video[1, :, 1, 6:14, 1:8] = 0.8
     video[:, 1] = video[:, 1].roll(1, dims=-1)
-    opt = torch.optim.Adam(model.param_groups(lr=1e-3, decoder_lr=3e-3))
+    groups = param_groups(model, {"lr": 1e-3, "min_lr": 0.0, "decoder_lr": 3e-3})
+    opt = torch.optim.Adam([{"params": g["params"], "lr": g["max_lr"]} for g in groups])
     losses = []
     for _ in range(40):
         loss = model.loss(video, model(video))["loss"]

@@ -433,16 +433,6 @@ class STEVE(nn.Module):
         learning rate is ``decoder_lr``)."""
         return list(self.trans_decoder.parameters())
 
-    def param_groups(self, lr: float, decoder_lr: float) -> list[dict]:
-        """Adam parameter groups as the reference builds them: every other trainable
-        parameter at ``lr``, ``trans_decoder`` at ``decoder_lr`` (the frozen dVAE excluded)."""
-        dec_ids = {id(p) for p in self.decoder_parameters()}
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in dec_ids]
-        return [
-            {"name": "trunk", "params": rest, "lr": lr},
-            {"name": "trans_decoder", "params": self.decoder_parameters(), "lr": decoder_lr},
-        ]
-
     # ------------------------------------------------------------------ training
     @torch.no_grad()
     def tokenize(self, video: Tensor) -> Tensor:
