@@ -131,22 +131,25 @@ def main() -> None:
     fresh.add_argument("--reinit", action="store_true", help="train a freshly initialised decoder")
     fresh.add_argument("--decoder-channels", default=None,
                        help="comma-separated widths of a fresh decoder's layers (after the slot size)")
-    parser.add_argument("--decoder-kernel", type=int, default=3, help="kernel of --decoder-channels' layers")
+    parser.add_argument("--decoder-kernel", type=int, default=None,
+                        help="kernel of --decoder-channels' layers (default 3; not with --fourier-octaves)")
     parser.add_argument("--fourier-octaves", type=int, default=None,
                         help="make --decoder-channels a FourierMLPDecoder with this many octaves")
     parser.add_argument("--target", choices=("recon", "attention"), default="recon",
                         help="reconstruct the frames (SAVi's loss) or fit the alphas to the "
                              "attention's argmax")
     args = parser.parse_args()
+    if args.fourier_octaves is not None and (args.decoder_channels is None or args.fourier_octaves < 1
+                                             or args.decoder_kernel is not None):
+        parser.error("--fourier-octaves needs --decoder-channels, must be >= 1 and takes no --decoder-kernel")
+    kernel = 3 if args.decoder_kernel is None else args.decoder_kernel
     if args.decoder_channels is None:
         variant = "_reinit" if args.reinit else ""
     else:
         widths = [int(c) for c in args.decoder_channels.split(",")]
-        variant = f"_{'-'.join(map(str, widths))}_k{args.decoder_kernel}"
+        variant = f"_{'-'.join(map(str, widths))}_k{kernel}"
         if args.fourier_octaves is not None:
             variant = f"_fourier{args.fourier_octaves}_{'-'.join(map(str, widths))}"
-    if args.fourier_octaves is not None and (args.decoder_channels is None or args.fourier_octaves < 1):
-        parser.error("--fourier-octaves needs --decoder-channels and must be >= 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -170,7 +173,7 @@ def main() -> None:
                    for key in ("channels", "broadcast_resolution", "kernel_size")}
     if args.decoder_channels is not None:
         decoder_cfg = {"channels": [model.trunk.slot_size, *widths], "broadcast_resolution": model.resolution,
-                       "kernel_size": args.decoder_kernel}
+                       "kernel_size": kernel}
         decoder = SpatialBroadcastDecoder(model.trunk.slot_size, resolution=model.resolution, **decoder_cfg)
     if args.fourier_octaves is not None:
         decoder_cfg = {"type": "fourier_mlp", "widths": widths, "octaves": args.fourier_octaves}
