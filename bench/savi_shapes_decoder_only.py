@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +50,7 @@ from slotbench.data.dataset import VideoDataset, to_model_input
 from slotbench.metrics import fg_ari, mbo, miou
 from slotbench.models.savi import SpatialBroadcastDecoder
 from slotbench.io import write_json
-from slotbench.training.schedule import lr_at
+from slotbench.training.schedule import apply_lr
 from bench_savi_shapes import load_savi, segment
 from machine import cpu_model
 
@@ -96,8 +95,8 @@ def encode_split(model: torch.nn.Module, root: Path, split: str, batch: int = 16
         video = to_model_input(torch.stack([item["video"] for item in items]))
         frames.append(video)
         gts.append(torch.stack([item["seg"] for item in items]).long())
-        slots.append(model.trunk.encode(video)[0])
-        attn_ids.append(segment(model, video, "attention"))
+        slots.append(model.trunk.encode(video)[0])  # the whole video in one pass, as eval-seg
+        attn_ids.append(segment(model, video, "attention"))  # encodes again (~1 min for the train split)
     return torch.cat(frames), torch.cat(gts), torch.cat(slots), torch.cat(attn_ids)
 
 
@@ -169,31 +168,31 @@ def main() -> None:
         for module in decoder.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-    decoder_cfg = {key: model.cfg["decoder"][key]
-                   for key in ("channels", "broadcast_resolution", "kernel_size")}
-    if args.decoder_channels is not None:
-        decoder_cfg = {"channels": [model.trunk.slot_size, *widths], "broadcast_resolution": model.resolution,
-                       "kernel_size": kernel}
-        decoder = SpatialBroadcastDecoder(model.trunk.slot_size, resolution=model.resolution, **decoder_cfg)
     if args.fourier_octaves is not None:
         decoder_cfg = {"type": "fourier_mlp", "widths": widths, "octaves": args.fourier_octaves}
         decoder = FourierMLPDecoder(model.trunk.slot_size, widths, args.fourier_octaves, model.resolution)
+    elif args.decoder_channels is not None:
+        decoder_cfg = {"channels": [model.trunk.slot_size, *widths], "broadcast_resolution": model.resolution,
+                       "kernel_size": kernel}
+        decoder = SpatialBroadcastDecoder(model.trunk.slot_size, resolution=model.resolution, **decoder_cfg)
+    else:
+        decoder_cfg = {key: model.cfg["decoder"][key]
+                       for key in ("channels", "broadcast_resolution", "kernel_size")}
     for p in decoder.parameters():
         p.requires_grad_(True)
 
     frames = train_frames.flatten(0, 1)  # [V*T, 3, H, W]
     slots = train_slots.flatten(0, 1)  # [V*T, N, D]
     attn_ids = train_attn.flatten(0, 1)  # [V*T, H, W]
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=args.lr)
+    optimizer = torch.optim.Adam([{"params": list(decoder.parameters()), "max_lr": args.lr,
+                                   "min_lr": args.lr / 100}])
     generator = torch.Generator().manual_seed(args.seed)
     curve = [{"step": 0, **scores(test_gt, alpha_ids(decoder, test_slots))}]
     attention = scores(test_gt, test_attn)
     start = time.perf_counter()
     bar = tqdm(range(args.steps), desc="decoder only", unit="step")
     for step in bar:
-        lr = lr_at(step, args.steps, args.warmup_pct, args.lr, args.lr / 100)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        (lr,) = apply_lr(optimizer, step, args.steps, args.warmup_pct)
         pick = torch.randint(len(frames), (args.batch_frames,), generator=generator)
         recon, _, masks = decoder(slots[pick])
         if args.target == "recon":
