@@ -28,7 +28,7 @@ SAVI = dict(
     slot_init="learned", slot_bilevel=False,
     encoder=dict(type="cnn", channels=[16, 16], kernel_size=5, strides=[2, 1], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
-    decoder=dict(channels=[16, 16, 16], broadcast_resolution=8, kernel_size=5),
+    decoder=dict(channels=[16, 16, 16], broadcast_resolution=8, kernel_size=5, fourier_octaves=0),
 )
 STEVE_CFG = dict(
     name="steve", num_slots=3, slot_size=16, slot_mlp_size=32, num_iterations=2, slot_eps=1e-6,

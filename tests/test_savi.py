@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,7 +30,7 @@ TINY_RESNET = dict(
     slot_bilevel=False,
     encoder=dict(type="resnet18", channels=[8, 16, 32], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
-    decoder=dict(channels=[16, 16, 16], broadcast_resolution=8, kernel_size=5),
+    decoder=dict(channels=[16, 16, 16], broadcast_resolution=8, kernel_size=5, fourier_octaves=0),
 )
 TINY_CNN = copy.deepcopy(TINY_RESNET)
 TINY_CNN["encoder"] = dict(
@@ -183,6 +184,34 @@ def test_soft_position_embedding_grid():
     x = torch.randn(2, 6, 3, 5)
     expected = x + (grid @ pe.dense.weight.T + pe.dense.bias).permute(0, 3, 1, 2)
     torch.testing.assert_close(pe(x), expected)
+
+
+def test_fourier_position_grid_against_numpy():
+    grid = build_grid((3, 5), fourier_octaves=2)
+    assert grid.shape == (1, 3, 5, 12)
+    torch.testing.assert_close(grid[..., :4], build_grid((3, 5)))  # the reference grid comes first
+    rows, cols = np.meshgrid(np.linspace(0, 1, 3), np.linspace(0, 1, 5), indexing="ij")
+    expected = []
+    for k in range(2):
+        for fn in (np.sin, np.cos):
+            expected += [fn(2**k * np.pi * rows), fn(2**k * np.pi * cols)]
+    torch.testing.assert_close(grid[0, ..., 4:], torch.from_numpy(np.stack(expected, -1)).float())
+    with pytest.raises(ValueError, match="fourier_octaves"):
+        build_grid(4, fourier_octaves=-1)
+
+
+def test_fourier_octaves_zero_is_the_reference_decoder():
+    reference = build_model(TINY_CNN, 32)
+    with_key = build_model(_cfg(TINY_CNN, **{"decoder.fourier_octaves": 3}), 32)
+    assert reference.decoder.pos_embedding.dense.in_features == 4
+    assert with_key.decoder.pos_embedding.dense.in_features == 16
+    extra = count_parameters(with_key.decoder) - count_parameters(reference.decoder)
+    assert extra == 12 * TINY_CNN["slot_size"]  # only the position code's weight grows
+    video = torch.rand(2, 3, 3, 32, 32) * 2 - 1
+    out = with_key(video)
+    assert out["recon"].shape == video.shape and out["masks"].shape == (2, 3, 3, 1, 32, 32)
+    torch.nn.functional.mse_loss(out["recon"], video).backward()
+    assert with_key.decoder.pos_embedding.dense.weight.grad[:, 4:].abs().sum() > 0
 
 
 def test_slot_attention_normalisation_and_permutation_equivariance():

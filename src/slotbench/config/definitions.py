@@ -141,6 +141,7 @@ MODEL = Variant(
                 "channels": list_of(integer(1), min_length=2),
                 "broadcast_resolution": integer(1),
                 "kernel_size": integer(1),
+                "fourier_octaves": integer(0),
             },
         },
         "steve": {
