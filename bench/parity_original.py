@@ -225,7 +225,7 @@ _TRUNK_ORIG = {"resolution": (16, 16),
                "enc_dict": {"enc_out_channels": 16},
                "pred_dict": {"pred_num_layers": 1, "pred_num_heads": 2, "pred_ffn_dim": 32}}
 _TRUNK_SB = {"num_slots": 3, "slot_size": 16, "slot_mlp_size": 32, "num_iterations": 2, "slot_eps": 1e-6,
-             "slot_init": "learned", "slot_bilevel": False,
+             "slot_init": "learned", "slot_bilevel": False, "encoder_fourier_octaves": 0,
              "encoder": {"type": "resnet18", "channels": [64, 128, 256], "out_features": 16},
              "predictor": {"num_layers": 1, "num_heads": 2, "ffn_dim": 32, "dropout": 0.1}}
 _CNN_ORIG = {"enc_dict": {"enc_channels": (3, 8, 8), "enc_ks": 3, "enc_out_channels": 16, "enc_norm": ""}}

@@ -28,6 +28,7 @@ TINY_RESNET = dict(
     slot_eps=1e-6,
     slot_init="learned",
     slot_bilevel=False,
+    encoder_fourier_octaves=0,
     encoder=dict(type="resnet18", channels=[8, 16, 32], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
     decoder=dict(channels=[16, 16, 16], broadcast_resolution=8, kernel_size=5, fourier_octaves=0),
@@ -212,6 +213,18 @@ def test_fourier_octaves_zero_is_the_reference_decoder():
     assert out["recon"].shape == video.shape and out["masks"].shape == (2, 3, 3, 1, 32, 32)
     torch.nn.functional.mse_loss(out["recon"], video).backward()
     assert with_key.decoder.pos_embedding.dense.weight.grad[:, 4:].abs().sum() > 0
+
+
+def test_encoder_fourier_octaves_feed_the_slots():
+    reference = build_model(TINY_CNN, 32)
+    model = build_model(_cfg(TINY_CNN, encoder_fourier_octaves=2), 32)
+    assert reference.trunk.encoder_pos_embedding.dense.in_features == 4
+    assert model.trunk.encoder_pos_embedding.dense.in_features == 12
+    channels = TINY_CNN["encoder"]["channels"][-1]
+    assert count_parameters(model) - count_parameters(reference) == 8 * channels
+    out = model(_video())
+    out["slots"].pow(2).mean().backward()
+    assert model.trunk.encoder_pos_embedding.dense.weight.grad[:, 4:].abs().sum() > 0
 
 
 def test_slot_attention_normalisation_and_permutation_equivariance():

@@ -26,6 +26,7 @@ TINY = dict(
     slot_eps=1e-6,
     slot_init="learned",
     slot_bilevel=False,
+    encoder_fourier_octaves=0,
     encoder=dict(type="resnet18", channels=[8, 16, 32], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
     decoder=dict(

@@ -31,6 +31,7 @@ TINY = dict(
     slot_eps=1e-6,
     slot_init="learned",
     slot_bilevel=False,
+    encoder_fourier_octaves=0,
     encoder=dict(type="cnn", channels=[16, 16], kernel_size=5, strides=[2, 1], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
     decoder=dict(num_layers=2, num_heads=2, d_model=16, dropout=0.1),

@@ -105,6 +105,7 @@ _TRUNK = {
     "slot_eps": number(0.0),
     "slot_init": one_of("learned", "sampled"),
     "slot_bilevel": boolean(),
+    "encoder_fourier_octaves": integer(0),
     "init": INIT,
     "encoder": ENCODER,
     "predictor": {

@@ -2,7 +2,8 @@
 
 ``video [B, T, 3, H, W]`` (values in [-1, 1])
   -> encoder on all ``B*T`` frames ``[BT, C, h, w]``
-  -> ``+ SoftPositionEmbed(C, (h, w))``
+  -> ``+ SoftPositionEmbed(C, (h, w))`` (``encoder_fourier_octaves: K > 0``, not in the reference,
+     appends sine / cosine features of the position at ``K`` octaves to its grid)
   -> flatten ``[BT, h*w, C]`` -> ``LN(C) -> Linear(C, F) -> ReLU -> Linear(F, F)``
   -> frame loop: for ``t = 0..T-1`` the initial slots are the learned ``init_latents``
      ``[1, N, D]`` (``N(0, 1)`` init, no sampling) repeated over the batch at ``t = 0``, and
@@ -33,7 +34,8 @@ class SlotTrunk(nn.Module):
 
     Args:
         cfg: the model config dict (keys ``num_slots``, ``slot_size``, ``slot_mlp_size``,
-            ``num_iterations``, ``slot_eps``, ``slot_init``, ``slot_bilevel``, ``encoder``,
+            ``num_iterations``, ``slot_eps``, ``slot_init``, ``slot_bilevel``,
+            ``encoder_fourier_octaves``, ``encoder``,
             ``predictor``; other keys ignored).
         resolution: input frame size ``H = W``.
 
@@ -72,7 +74,9 @@ class SlotTrunk(nn.Module):
         self.feature_resolution: tuple[int, int] = (h, h)
         channels = self.encoder.out_channels
 
-        self.encoder_pos_embedding = SoftPositionEmbed(channels, self.feature_resolution)
+        self.encoder_pos_embedding = SoftPositionEmbed(
+            channels, self.feature_resolution, int(cfg["encoder_fourier_octaves"])
+        )
         self.encoder_out_layer = nn.Sequential(
             nn.LayerNorm(channels),
             nn.Linear(channels, self.feature_size),
