@@ -11,6 +11,7 @@ import torch
 from slotbench.models import SAVi, build_model
 from slotbench.models.common import SoftPositionEmbed, build_grid, count_parameters
 from slotbench.models.slot_attention import SlotAttention
+from slotbench.training.tasks import restore_model, with_later_model_keys
 
 from conftest import reference_config
 
@@ -225,6 +226,19 @@ def test_encoder_fourier_octaves_feed_the_slots():
     out = model(_video())
     out["slots"].pow(2).mean().backward()
     assert model.trunk.encoder_pos_embedding.dense.weight.grad[:, 4:].abs().sum() > 0
+
+
+def test_model_pt_from_before_the_fourier_keys_restores_the_same_model():
+    model = build_model(TINY_CNN, 32).eval()
+    old_cfg = copy.deepcopy(TINY_CNN)
+    del old_cfg["encoder_fourier_octaves"], old_cfg["decoder"]["fourier_octaves"]
+    state = {"config": {"model": old_cfg, "dataset": {"resolution": 32}}, "model": model.state_dict()}
+    restored = restore_model(state).eval()
+    assert "encoder_fourier_octaves" not in old_cfg  # the stored config is not changed
+    with torch.no_grad():
+        torch.testing.assert_close(restored(_video())["recon"], model(_video())["recon"])
+    newer = _cfg(TINY_CNN, encoder_fourier_octaves=2, **{"decoder.fourier_octaves": 3})
+    assert with_later_model_keys(newer) == newer
 
 
 def test_slot_attention_normalisation_and_permutation_equivariance():

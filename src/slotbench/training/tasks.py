@@ -7,6 +7,7 @@ extra checkpoint entries the evaluation needs to rebuild it (:func:`restore_mode
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -89,11 +90,23 @@ def exported_weights(model: nn.Module) -> dict[str, Tensor]:
     return (model.tokenizer if isinstance(model, FrameTokenizer) else model).state_dict()
 
 
+def with_later_model_keys(model_cfg: dict) -> dict:
+    """A copy of a ``model.pt``'s model config with the keys added since such files were first
+    written (``encoder_fourier_octaves``; SAVi's ``decoder.fourier_octaves``) set to 0 where absent:
+    the value that rebuilds the model an older file holds. Newer configs come back unchanged."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg.setdefault("encoder_fourier_octaves", 0)
+    if cfg["name"] == "savi":
+        cfg["decoder"].setdefault("fourier_octaves", 0)
+    return cfg
+
+
 def restore_model(state: dict) -> nn.Module:
-    """Rebuild a trained slot model from its ``model.pt`` (tokenizer weights included)."""
+    """Rebuild a trained slot model from its ``model.pt`` (tokenizer weights included); files
+    written before the newer model keys existed load too (:func:`with_later_model_keys`)."""
     cfg = state["config"]
     tokenizer = build_tokenizer(state["tokenizer_config"]) if state.get("tokenizer_config") else None
-    model = build_model(cfg["model"], cfg["dataset"]["resolution"], tokenizer=tokenizer)
+    model = build_model(with_later_model_keys(cfg["model"]), cfg["dataset"]["resolution"], tokenizer=tokenizer)
     model.load_state_dict(state["model"])
     return model
 
