@@ -176,8 +176,7 @@ def main() -> None:
                        "kernel_size": kernel}
         decoder = SpatialBroadcastDecoder(model.trunk.slot_size, resolution=model.resolution, **decoder_cfg)
     else:
-        decoder_cfg = {key: model.cfg["decoder"][key]
-                       for key in ("channels", "broadcast_resolution", "kernel_size")}
+        decoder_cfg = dict(model.cfg["decoder"])
     for p in decoder.parameters():
         p.requires_grad_(True)
 

@@ -209,7 +209,7 @@ def test_fourier_octaves_zero_is_the_reference_decoder():
     assert with_key.decoder.pos_embedding.dense.in_features == 16
     extra = count_parameters(with_key.decoder) - count_parameters(reference.decoder)
     assert extra == 12 * TINY_CNN["slot_size"]  # only the position code's weight grows
-    video = torch.rand(2, 3, 3, 32, 32) * 2 - 1
+    video = _video()
     out = with_key(video)
     assert out["recon"].shape == video.shape and out["masks"].shape == (2, 3, 3, 1, 32, 32)
     torch.nn.functional.mse_loss(out["recon"], video).backward()
