@@ -1,8 +1,10 @@
-"""slotbench.weights: lookup order, offline mode, file:// downloads with digest checks."""
+"""slotbench.weights: lookup order, offline mode, file:// and local HTTP downloads with digest checks."""
 
 from __future__ import annotations
 
 import hashlib
+import http.server
+import threading
 
 import pytest
 
@@ -163,6 +165,48 @@ def test_failed_download_is_a_missing_weights_error(env, tmp_path):
         find_weights("model.bin", gone.as_uri(), DIGEST, progress=False)
     assert "put it at" in str(err.value)
     assert _no_temporaries(tmp_path / "xdg" / "slotbench" / "weights")
+
+
+class _BrokenTransfer(http.server.BaseHTTPRequestHandler):
+    """Serves a body that stops short: 30 % of an announced Content-Length, or a chunk cut off."""
+
+    protocol_version = "HTTP/1.1"
+    chunked = False
+
+    def do_GET(self):
+        self.send_response(200)
+        if self.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"4000\r\n" + PAYLOAD[:5000])  # a 16 KiB chunk announced, 5000 bytes sent
+        else:
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[:len(PAYLOAD) * 3 // 10])
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["short-content-length", "broken-chunk"])
+def test_transfer_cut_short_is_refused_without_a_digest(env, tmp_path, chunked):
+    """With no SHA-256 to catch it, a body shorter than announced must not be kept as the file."""
+    handler = type("Handler", (_BrokenTransfer,), {"chunked": chunked})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/model.bin"
+    try:
+        for _ in range(2):  # a second call downloads again: nothing truncated was cached
+            with pytest.raises(MissingWeightsError, match="download from .* failed: OSError") as err:
+                find_weights("model.bin", url, None, progress=False)
+            assert ("broke off" if chunked else f"of the {len(PAYLOAD)} bytes announced") in str(err.value)
+            folder = tmp_path / "xdg" / "slotbench" / "weights"
+            assert not (folder / "model.bin").exists() and _no_temporaries(folder)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_unknown_digest_download_is_accepted_and_reported(env, tmp_path, source, capsys):

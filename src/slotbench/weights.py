@@ -40,6 +40,7 @@ downloaded file with the wrong digest is deleted before the error.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import sys
@@ -187,7 +188,9 @@ def download_file(
 
     Raises:
         WeightsDigestError: the downloaded bytes have another digest (nothing is kept).
-        OSError / urllib.error.URLError: the transfer failed.
+        OSError / urllib.error.URLError: the transfer failed, including a body shorter or
+            longer than the server's ``Content-Length`` and a broken chunked transfer (these
+            matter most when no digest is known: nothing else would catch them).
     """
     expected = _normalise_digest(sha256)
     dest = Path(dest)
@@ -202,10 +205,19 @@ def download_file(
             total = int(length) if length and length.isdigit() else None
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
                       disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
+                received = 0
+                try:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                except http.client.HTTPException as err:  # e.g. IncompleteRead: not an OSError
+                    raise OSError(f"transfer from {url} broke off after {received} bytes: "
+                                  f"{type(err).__name__}: {err}") from err
+            if total is not None and received != total:
+                raise OSError(f"transfer from {url} ended after {received} of the {total} bytes "
+                              f"announced (Content-Length)")
             out.flush()
             os.fsync(out.fileno())
         actual = digest.hexdigest()
