@@ -61,3 +61,18 @@ def test_score_videos_and_split_by_objects_match_direct_computation():
     overall = summarise(per_video)
     weighted = sum(part["fg_ari"] * part["num_videos"] for part in by_count.values()) / len(counts)
     assert math.isclose(overall["fg_ari"], weighted)
+
+
+def test_seg_json_scores_are_strict_json_when_a_mean_has_no_finite_value():
+    """Videos without foreground objects have no mBO (NaN); seg.json writes null, not NaN."""
+    import json
+
+    from slotbench.evaluation.segmentation import _record_scores
+
+    rng = np.random.default_rng(4)
+    items, preds = _videos(rng, [0, 2])
+    per_video = score_videos(_Oracle(preds), items, batch_size=2, chunk_len=4,
+                             device=torch.device("cpu"), progress=False)
+    records = {count: _record_scores(part) for count, part in summarise_by_objects(per_video).items()}
+    assert records["0"]["mBO"] is None and records["2"]["mBO"] is not None
+    assert json.loads(json.dumps(records, allow_nan=False)) == records

@@ -84,10 +84,14 @@ def evaluate_segmentation(model: torch.nn.Module, dataset: Dataset, batch_size: 
     return summarise(score_videos(model, dataset, batch_size, chunk_len, device, progress))
 
 
-def _record_scores(summary: dict[str, float]) -> dict[str, float]:
-    """A :func:`summarise` result as ``seg.json`` writes it: the paper's names, 4 decimals."""
-    return {"FG-ARI": round(summary["fg_ari"], 4), "mIoU": round(summary["miou"], 4),
-            "mBO": round(summary["mbo"], 4), "num_videos": summary["num_videos"]}
+def _record_scores(summary: dict[str, float]) -> dict[str, float | None]:
+    """A :func:`summarise` result as ``seg.json`` writes it: the paper's names, 4 decimals, and
+    ``null`` for a mean over no finite value (e.g. mBO of videos without foreground objects;
+    JSON has no NaN)."""
+    def value(x: float) -> float | None:
+        return round(x, 4) if math.isfinite(x) else None
+    return {"FG-ARI": value(summary["fg_ari"]), "mIoU": value(summary["miou"]),
+            "mBO": value(summary["mbo"]), "num_videos": summary["num_videos"]}
 
 
 def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,

@@ -8,8 +8,9 @@ Conventions (matching the original SlotDiffusion evaluation, spec §4.1 / item 1
 * Ground-truth id ``0`` is the background.  Ids need not be contiguous (``{0, 5, 17}`` is
   fine); ids that are absent from a video are ignored where the definition says "present".
 * Every metric returns one value per video, a ``torch.Tensor[B]`` of dtype ``float64`` on the
-  input device, in ``[0, 1]`` (NOT multiplied by 100; the report stage does that).  mIoU and
-  mBO may be NaN (see below); average over videos with ``nanmean``.
+  input device: mIoU and mBO in ``[0, 1]``, FG-ARI in ``[-1, 1]`` (below 0 only for worse than
+  chance; NOT multiplied by 100, the report stage does that).  mIoU and mBO may be NaN (see
+  below); average over videos with ``nanmean``.
 
 All three metrics derive from a single per-video contingency table
 ``C[b, g, p] = #pixels of video b with GT id g and predicted id p``, built with one
@@ -161,7 +162,7 @@ def segmentation_scores(gt: torch.Tensor, pred: torch.Tensor) -> dict[str, torch
 
     Returns:
         ``{"fg_ari": [B], "miou": [B], "mbo": [B]}``, float64 tensors on the input device,
-        values in ``[0, 1]`` (unitless fractions, not percentages).  See :func:`fg_ari`,
+        unitless fractions, not percentages (mIoU and mBO in ``[0, 1]``, FG-ARI in ``[-1, 1]``).  See :func:`fg_ari`,
         :func:`miou` and :func:`mbo` for the definitions and NaN cases.
 
     Raises:
