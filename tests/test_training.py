@@ -224,3 +224,18 @@ def test_sigterm_checkpoints_and_the_next_run_resumes(project, tiny_data):
     done = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert done.returncode == 0 and f"resuming from step {step} of 200" in done.stdout, done.stdout + done.stderr
     assert checkpoint.load(run / "model.pt")["step"] == 200
+
+
+def test_release_data_without_a_validation_split_validates_on_test(project, tmp_path):
+    """MOVi-Solid/Tex exports hold train and test only; training validates on test, as the original."""
+    from slotbench.data.export import export
+
+    from test_movi_export import release_cfg, write_release
+
+    write_release(tmp_path / "release")
+    cfg = _cfg(project, max_steps=2, val_every=2, checkpoint_every=2)
+    cfg["dataset"] = release_cfg(tmp_path / "release")
+    data_root = project / "data" / "movi_solid"
+    export(cfg["dataset"], data_root, progress=False)
+    summary = train(cfg, data_root, project / "results" / "run", seed=0, progress=False)
+    assert summary["steps"] == 2 and {"val/loss", "val/fg_ari"} <= set(summary["validation"])

@@ -41,6 +41,13 @@ def check_compatible(root: str | os.PathLike, resolution: int, video_len: int) -
     return meta
 
 
+def validation_split(meta: dict) -> str:
+    """The split that training validates on: ``validation`` where the export has one, else
+    ``test`` (MOVi-Solid/Tex: the release's val folder has no masks, so the original validates on
+    the test split too)."""
+    return "validation" if "validation" in meta["splits"] else "test"
+
+
 class ClipDataset(Dataset):
     """Every window of ``n_sample_frames`` frames spaced ``frame_offset`` apart, of every video.
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..config import fingerprint, stage_params
-from ..data.dataset import ClipDataset, StepBatchSampler, check_compatible, to_model_input
+from ..data.dataset import ClipDataset, StepBatchSampler, check_compatible, to_model_input, validation_split
 from ..evaluation.segmentation import evaluate_segmentation
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..paths import code_digest
@@ -102,10 +102,10 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
         remove_stale_temporaries(work_dir)
     tcfg, dcfg = cfg["train"], cfg["dataset"]
     accum = tcfg["grad_accum_steps"]
-    check_compatible(data_root, dcfg["resolution"], dcfg["video_len"])
+    meta = check_compatible(data_root, dcfg["resolution"], dcfg["video_len"])
     train_set = ClipDataset(data_root, "train", tcfg["n_sample_frames"], tcfg["frame_offset"], verify_checksums=True)
-    val_set = ClipDataset(data_root, "validation", tcfg["n_sample_frames"], tcfg["frame_offset"], with_seg=True,
-                          verify_checksums=True)
+    val_set = ClipDataset(data_root, validation_split(meta), tcfg["n_sample_frames"], tcfg["frame_offset"],
+                          with_seg=True, verify_checksums=True)
     steps = total_steps(tcfg, len(train_set))
     stage = "tokenizer" if "tokenizer" in cfg else "train"
     run_fingerprint = fingerprint({
