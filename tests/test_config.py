@@ -156,3 +156,47 @@ def test_tokenizer_decoder_lr_is_an_error(tmp_path):
     edit_yaml(params / "tokenizers" / "dvae.yaml", "train.decoder_lr", 1e-3)
     with pytest.raises(ParamsError, match=r"train.decoder_lr is 0.001, but a tokenizer trains with one Adam group"):
         resolve_tokenizer("shapes", "dvae", params)
+
+
+@pytest.mark.parametrize("file, dotted, value, load, match", [
+    ("profiles/tiny.yaml", "per_model.sav.train.lr", 0.5, lambda p: resolve("shapes", "savi", p),
+     r"profiles/tiny.yaml: per_model.sav: unknown model \(known models: savi, slotdiffusion, steve\)"),
+    ("models/savi.yaml", "per_dataset.shape.model.num_slots", 7, lambda p: resolve("shapes", "savi", p),
+     r"models/savi.yaml: per_dataset.shape: unknown dataset \(known datasets: movi_d, .*, shapes, shapes_tex\)"),
+    ("profiles/tiny.yaml", "per_tokenizer.dave.train.max_steps", 99, lambda p: resolve_tokenizer("shapes", "dvae", p),
+     r"profiles/tiny.yaml: per_tokenizer.dave: unknown tokenizer \(known tokenizers: dvae, vqvae\)"),
+])
+def test_misspelt_name_under_per_is_an_error(tmp_path, file, dotted, value, load, match):
+    """A name under per_model / per_dataset / per_tokenizer must be a file of params/ (else its override is lost)."""
+    params = copy_params(tmp_path)
+    edit_yaml(params / file, dotted, value)
+    with pytest.raises(ParamsError, match=match):
+        load(params)
+
+
+def test_duplicate_key_is_an_error(tmp_path):
+    """PyYAML keeps the last of two equal keys; a second `train:` block would silently drop the first."""
+    params = copy_params(tmp_path)
+    model = params / "models" / "savi.yaml"
+    text = model.read_text()
+    first = text.splitlines().index("train:") + 1
+    model.write_text(text + "train:\n  clip_grad: 1.0\n")
+    again = len(text.splitlines()) + 1
+    with pytest.raises(ParamsError, match=rf"models/savi.yaml: not valid YAML \(duplicate key 'train' on lines {first} and {again}"):
+        resolve("shapes", "savi", params)
+    model.write_text(text)
+    profile = params / "profiles" / "tiny.yaml"
+    text = profile.read_text()
+    line = text.splitlines().index("  lr: 1.0e-3") + 1
+    profile.write_text(text.replace("  lr: 1.0e-3\n", "  lr: 1.0e-3\n  lr: 5.0e-3\n"))
+    with pytest.raises(ParamsError, match=rf"profiles/tiny.yaml: not valid YAML \(duplicate key 'lr' on lines {line} and {line + 1}"):
+        resolve("shapes", "savi", params)
+
+
+def test_scientific_notation_without_dot_gets_a_hint(tmp_path):
+    """YAML 1.1 reads 1e-4 as a string: the error says how to write the number."""
+    params = copy_params(tmp_path)
+    model = params / "models" / "savi.yaml"
+    model.write_text(model.read_text().replace("lr: 1.0e-4", "lr: 1e-4", 1))
+    with pytest.raises(ParamsError, match=r"train.lr: expected a number, got '1e-4' \(YAML reads 1e-4 as text; write 1.0e-4\)"):
+        resolve("shapes", "savi", params)

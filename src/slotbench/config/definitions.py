@@ -292,11 +292,11 @@ _PER_TOKENIZER = {"tokenizer": TOKENIZER, "train": TRAIN}
 
 DEFAULTS_FILE = {"grid": GRID, "resources": RESOURCES, "train": TRAIN, "eval": EVAL, "fvd": FVD, "runtime": RUNTIME, "tracking": TRACKING}
 DATASET_FILE = {"profile": string(), "dataset": DATASET}
-MODEL_FILE = {"model": MODEL, "train": TRAIN, "eval": EVAL, "per_dataset": MapOf(_PER_PAIR)}
-TOKENIZER_FILE = {**_PER_TOKENIZER, "per_dataset": MapOf(_PER_TOKENIZER)}
+MODEL_FILE = {"model": MODEL, "train": TRAIN, "eval": EVAL, "per_dataset": MapOf(_PER_PAIR, "datasets")}
+TOKENIZER_FILE = {**_PER_TOKENIZER, "per_dataset": MapOf(_PER_TOKENIZER, "datasets")}
 PROFILE_FILE = {
     "dataset": DATASET,
     **_PER_PAIR,
-    "per_model": MapOf(_PER_PAIR),
-    "per_tokenizer": MapOf(_PER_TOKENIZER),
+    "per_model": MapOf(_PER_PAIR, "models"),
+    "per_tokenizer": MapOf(_PER_TOKENIZER, "tokenizers"),
 }

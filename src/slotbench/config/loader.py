@@ -13,8 +13,9 @@ Layers, later ones win (mappings merge key by key, lists and scalars are replace
 A tokenizer (``params/tokenizers/{tokenizer}.yaml``) is resolved the same way, see
 :func:`tokenizer_layers`.
 
-Each file is checked on its own (unknown key, wrong type: the message names the file and the
-key), then the merged result is checked for completeness.
+Each file is checked on its own (unknown key, wrong type, a key written twice, a name under
+``per_*`` that is no file of ``params/``: the message names the file and the key), then the
+merged result is checked for completeness.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,23 +54,49 @@ class Layer:
     content: dict
 
 
-def load_yaml(path: Path, schema: dict) -> dict:
-    """Read and check one params file (all keys optional, every key known and well typed)."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key written twice in one mapping is an error (not "last wins")."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: the keys written here override it
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} on lines {lines[key]} and {line}; write each key once")
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Path, schema: dict, params_dir: Path) -> dict:
+    """Read and check one params file (all keys optional, every key known and well typed, no key twice).
+
+    Names under ``per_dataset`` / ``per_model`` / ``per_tokenizer`` must be files of ``params_dir``.
+    """
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML ({err})") from err
     data = {} if data is None else data
-    validate(data, schema, partial=True, where=str(path))
+    names = {kind: _names(params_dir, kind) for kind in ("datasets", "models", "tokenizers")}
+    validate(data, schema, partial=True, where=str(path), names=names)
     return data
+
+
+def _names(params_dir: Path, kind: str) -> list[str]:
+    """The names of the ``kind`` (``datasets``, ``models``...): the files in ``params_dir / kind``."""
+    return sorted(p.stem for p in (params_dir / kind).glob("*.yaml"))
 
 
 def _named_file(params_dir: Path, kind: str, name: str) -> Path:
     path = params_dir / kind / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in (params_dir / kind).glob("*.yaml"))
+        available = _names(params_dir, kind)
         raise ParamsError(f"{path}: no such {kind[:-1]} '{name}' (available: {', '.join(available) or 'none'})")
     return path
 
@@ -76,7 +104,7 @@ def _named_file(params_dir: Path, kind: str, name: str) -> Path:
 def load_grid(params_dir: str | Path = "params") -> dict:
     """The experiment grid (``datasets``, ``models``, ``seeds``) from ``params/defaults.yaml``."""
     path = Path(params_dir) / "defaults.yaml"
-    grid = load_yaml(path, defs.DEFAULTS_FILE).get("grid")
+    grid = load_yaml(path, defs.DEFAULTS_FILE, path.parent).get("grid")
     validate(grid, defs.GRID, partial=False, where=str(path), path="grid")
     return grid
 
@@ -84,7 +112,7 @@ def load_grid(params_dir: str | Path = "params") -> dict:
 def load_resources(params_dir: str | Path = "params") -> dict:
     """What one job of each stage asks for (``resources`` of ``params/defaults.yaml``)."""
     path = Path(params_dir) / "defaults.yaml"
-    resources = load_yaml(path, defs.DEFAULTS_FILE).get("resources")
+    resources = load_yaml(path, defs.DEFAULTS_FILE, path.parent).get("resources")
     validate(resources, defs.RESOURCES, partial=False, where=str(path), path="resources")
     return resources
 
@@ -93,12 +121,12 @@ def dataset_layers(dataset: str, params_dir: str | Path = "params") -> tuple[str
     """The profile name and the layers that set the ``dataset`` section."""
     params_dir = Path(params_dir)
     ds_path = _named_file(params_dir, "datasets", dataset)
-    ds_file = load_yaml(ds_path, defs.DATASET_FILE)
+    ds_file = load_yaml(ds_path, defs.DATASET_FILE, params_dir)
     if "profile" not in ds_file:
         raise ParamsError(f"{ds_path}: profile: missing key (name of a file in {params_dir / 'profiles'})")
     profile = ds_file["profile"]
     prof_path = _named_file(params_dir, "profiles", profile)
-    prof_file = load_yaml(prof_path, defs.PROFILE_FILE)
+    prof_file = load_yaml(prof_path, defs.PROFILE_FILE, params_dir)
     layers = [
         Layer(ds_path, "", {k: v for k, v in ds_file.items() if k == "dataset"}),
         Layer(prof_path, "", {k: v for k, v in prof_file.items() if k == "dataset"}),
@@ -110,12 +138,12 @@ def pair_layers(dataset: str, model: str, params_dir: str | Path = "params") -> 
     """All layers of a (dataset, model) pair in merge order."""
     params_dir = Path(params_dir)
     defaults_path = params_dir / "defaults.yaml"
-    defaults = load_yaml(defaults_path, defs.DEFAULTS_FILE)
+    defaults = load_yaml(defaults_path, defs.DEFAULTS_FILE, params_dir)
     profile, ds_layers = dataset_layers(dataset, params_dir)
     model_path = _named_file(params_dir, "models", model)
-    model_file = load_yaml(model_path, defs.MODEL_FILE)
+    model_file = load_yaml(model_path, defs.MODEL_FILE, params_dir)
     prof_path = params_dir / "profiles" / f"{profile}.yaml"
-    prof_file = load_yaml(prof_path, defs.PROFILE_FILE)
+    prof_file = load_yaml(prof_path, defs.PROFILE_FILE, params_dir)
     sections = ("model", "train", "eval")
     return [
         Layer(defaults_path, "", {k: v for k, v in defaults.items() if k not in ("grid", "resources")}),
@@ -136,12 +164,12 @@ def tokenizer_layers(dataset: str, tokenizer: str, params_dir: str | Path = "par
     """
     params_dir = Path(params_dir)
     defaults_path = params_dir / "defaults.yaml"
-    defaults = load_yaml(defaults_path, defs.DEFAULTS_FILE)
+    defaults = load_yaml(defaults_path, defs.DEFAULTS_FILE, params_dir)
     profile, ds_layers = dataset_layers(dataset, params_dir)
     tok_path = _named_file(params_dir, "tokenizers", tokenizer)
-    tok_file = load_yaml(tok_path, defs.TOKENIZER_FILE)
+    tok_file = load_yaml(tok_path, defs.TOKENIZER_FILE, params_dir)
     prof_path = params_dir / "profiles" / f"{profile}.yaml"
-    prof_file = load_yaml(prof_path, defs.PROFILE_FILE)
+    prof_file = load_yaml(prof_path, defs.PROFILE_FILE, params_dir)
     return [
         Layer(defaults_path, "", {k: v for k, v in defaults.items() if k in ("train", "runtime", "tracking")}),
         ds_layers[0],

@@ -11,7 +11,9 @@ Defaults never live here (one source of truth: the files in ``params/``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Callable
 
 
@@ -49,10 +51,23 @@ def integer(minimum: int | None = None) -> Spec:
     return Spec("integer" if minimum is None else f"integer >= {minimum}", check)
 
 
+#: Scientific notation that YAML 1.1 (PyYAML) reads as text: no dot in the mantissa or no sign in the exponent.
+_TEXT_FLOAT = re.compile(r"([-+]?[0-9][0-9_]*)(\.[0-9_]*)?[eE]([-+]?)([0-9]+)")
+
+
+def _float_hint(v: Any) -> str:
+    """``" (YAML reads 1e-4 as text; write 1.0e-4)"`` for a number YAML 1.1 took for a string, else ``""``."""
+    match = _TEXT_FLOAT.fullmatch(v) if isinstance(v, str) else None
+    if match is None:
+        return ""
+    whole, fraction, sign, exponent = match.groups()
+    return f" (YAML reads {v} as text; write {whole}{fraction or '.0'}e{sign or '+'}{exponent})"
+
+
 def number(minimum: float | None = None, maximum: float | None = None) -> Spec:
     def check(v: Any) -> str | None:
         if not _is_number(v):
-            return f"expected a number, got {v!r}"
+            return f"expected a number, got {v!r}{_float_hint(v)}"
         if minimum is not None and v < minimum:
             return f"expected a number >= {minimum}, got {v}"
         if maximum is not None and v > maximum:
@@ -116,12 +131,14 @@ class Variant:
 
 @dataclass(frozen=True)
 class MapOf:
-    """A mapping from free names (e.g. dataset names) to partial overrides of ``schema``."""
+    """A mapping from names of one ``kind`` (``datasets``, ``models``...) to partial overrides of ``schema``."""
 
-    schema: dict = field(default_factory=dict)
+    schema: dict
+    kind: str
 
 
-def validate(value: Any, schema: Any, *, partial: bool, where: str, path: str = "") -> None:
+def validate(value: Any, schema: Any, *, partial: bool, where: str, path: str = "",
+             names: Mapping[str, Collection[str]] | None = None) -> None:
     """Raise :class:`ParamsError` unless ``value`` matches ``schema``.
 
     Args:
@@ -130,6 +147,7 @@ def validate(value: Any, schema: Any, *, partial: bool, where: str, path: str = 
         partial: allow missing keys (one layer) or require every key (merged config).
         where: the file or layer name, used in messages.
         path: dotted key of ``value`` (internal).
+        names: the known names of each :attr:`MapOf.kind`; a :class:`MapOf` refuses any other name.
     """
     label = path or "<top level>"
     if isinstance(schema, Spec):
@@ -139,7 +157,11 @@ def validate(value: Any, schema: Any, *, partial: bool, where: str, path: str = 
     if not isinstance(value, dict):
         raise ParamsError(f"{where}: {label}: expected a mapping, got {value!r}")
     if isinstance(schema, MapOf):
+        known = sorted((names or {}).get(schema.kind, ()))
         for name, sub in value.items():
+            if name not in known:
+                raise ParamsError(f"{where}: {_join(path, str(name))}: unknown {schema.kind[:-1]} "
+                                  f"(known {schema.kind}: {', '.join(known) or 'none'})")
             validate(sub, schema.schema, partial=True, where=where, path=_join(path, str(name)))
         return
     if isinstance(schema, Variant):
@@ -151,7 +173,7 @@ def validate(value: Any, schema: Any, *, partial: bool, where: str, path: str = 
         if key not in schema:
             known = ", ".join(sorted(schema))
             raise ParamsError(f"{where}: {_join(path, str(key))}: unknown key (known keys here: {known})")
-        validate(sub, schema[key], partial=partial, where=where, path=_join(path, key))
+        validate(sub, schema[key], partial=partial, where=where, path=_join(path, key), names=names)
     if not partial:
         missing = [k for k in schema if k not in value]
         if missing:
