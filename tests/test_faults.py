@@ -265,10 +265,12 @@ def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(stage, args, case, tmp_
     if stage == "train+mlflow":  # the run left open by the kill is resumed and closed, not duplicated
         import mlflow
 
+        from slotbench.training.tracking import recorded_run
+
         client = mlflow.tracking.MlflowClient(f"sqlite:///{killed / 'results' / 'mlflow.db'}")
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         assert [r.info.status for r in runs] == ["FINISHED"]
-        assert runs[0].info.run_id == (killed / RUN / "_work" / "mlflow_run_id").read_text().strip()
+        assert runs[0].info.run_id == recorded_run(killed / RUN / "_work")[0]
 
 
 def test_sigterm_and_sigkill_cases_are_counted():

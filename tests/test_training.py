@@ -84,6 +84,21 @@ def test_checkpoints_of_other_parameters_are_not_resumed(project, tiny_data, cap
     assert [p.name for p in checkpoint.scratch_checkpoints(run / "_work")] == ["ckpt_00000003.pt", "ckpt_00000004.pt"]
 
 
+def test_checkpoints_of_other_data_are_not_resumed(project, tiny_data, capsys):
+    """A re-exported dataset (other bytes, same params and code) trains afresh, not from the old run."""
+    from slotbench.config import resolve_dataset
+    from slotbench.data.export import export
+
+    run, cfg = project / "results" / "run", _cfg(project, max_steps=3, checkpoint_every=3)
+    train(cfg, tiny_data, run, seed=0, progress=False)
+    reseeded = project / "data" / "reseeded"
+    export({**resolve_dataset("shapes", project / "params"), "seed": 1}, reseeded, progress=False)
+    capsys.readouterr()
+    train(cfg, reseeded, run, seed=0, progress=False)
+    out = capsys.readouterr().out
+    assert "written with other parameters, code or data" in out and "resuming" not in out
+
+
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(project, tiny_data, monkeypatch):
     cfg = _cfg(project, max_steps=6, checkpoint_every=2)
     model_cls = type(build_model(cfg["model"], 16))
@@ -129,6 +144,42 @@ def test_mlflow_tracking_records_params_and_metrics(project, tiny_data):
     assert data.params["model.num_slots"] == "3" and data.params["seed"] == "0"
     assert {"train/loss", "train/lr", "train/clips_per_s", "val/fg_ari"} <= set(data.metrics)
     assert loop.total_steps(cfg["train"], 100) == 4
+
+
+def test_a_changed_training_opens_a_new_mlflow_run(project, tiny_data):
+    """After a parameter change the new training gets its own MLflow run (the old one keeps the old
+    parameters); the same training run again continues its run (tests/test_faults.py)."""
+    import mlflow
+
+    from slotbench.training.tracking import recorded_run
+
+    edit_yaml(project / "params" / "defaults.yaml", "tracking.enabled", True)
+    run = project / "results" / "run"
+    train(_cfg(project, max_steps=3, checkpoint_every=3), tiny_data, run, seed=0, progress=False)
+    train(_cfg(project, max_steps=4, checkpoint_every=3), tiny_data, run, seed=0, progress=False)
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'results' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["slotbench"], output_format="list", order_by=["start_time ASC"])
+    assert [r.data.params["train.max_steps"] for r in runs] == ["3", "4"]
+    assert recorded_run(run / "_work")[0] == runs[1].info.run_id
+
+
+def _open_tracker(uri: str, work_dir: str) -> str:
+    from slotbench.training.tracking import Tracker
+
+    tracker = Tracker({"enabled": True, "uri": uri, "experiment": "slotbench"}, "run", {"a": 1}, work_dir, "f")
+    tracker.log_metrics({"x": 1.0}, step=0)
+    tracker.close()
+    return "ok"
+
+
+def test_parallel_jobs_create_a_new_mlflow_store_once(tmp_path):
+    """Parallel Snakemake / DVC jobs opening a fresh SQLite store at once (each would create its tables)."""
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        results = [pool.apply_async(_open_tracker, (uri, str(tmp_path / f"work{i}"))) for i in range(3)]
+        assert [r.get(timeout=120) for r in results] == ["ok"] * 3
 
 
 def test_tokenizer_stage_feeds_steve(project, tiny_data):
@@ -195,8 +246,10 @@ def test_vqvae_with_perceptual_loss_needs_lpips_weights(project, tiny_data, monk
         train(cfg, tiny_data, project / "results" / "vq", seed=0, progress=False)
 
 
-def test_sigterm_checkpoints_and_the_next_run_resumes(project, tiny_data):
-    """What SLURM does before pre-emption: SIGTERM, then the same command again."""
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigterm_checkpoints_and_the_next_run_resumes(project, tiny_data, workers):
+    """What SLURM does before pre-emption: SIGTERM to every process of the job (DataLoader workers
+    included), then the same command again."""
     import os
     import signal
     import subprocess
@@ -205,16 +258,18 @@ def test_sigterm_checkpoints_and_the_next_run_resumes(project, tiny_data):
 
     edit_yaml(project / "params" / "profiles" / "tiny.yaml", "train.max_steps", 200)
     edit_yaml(project / "params" / "profiles" / "tiny.yaml", "train.checkpoint_every", 1000)
+    edit_yaml(project / "params" / "profiles" / "tiny.yaml", "train.num_workers", workers)
     cmd = [sys.executable, "-m", "slotbench", "train", "--dataset", "shapes", "--model", "savi", "--seed", "0",
            "--no-progress"]
     run = project / "results" / "shapes" / "savi" / "seed0"
-    proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     seen = []  # the loop prints "training ..." when it starts; a library may print a line before it
     while not (seen and seen[-1].startswith("training ")) and len(seen) < 20:
         seen.append(proc.stdout.readline())
     assert seen[-1].startswith("training shapes/savi/seed0: steps 0..200"), seen
     time.sleep(1.0)  # a few training steps
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # the process and its workers, as slurmstepd signals a job step
     out = "".join(seen) + proc.communicate(timeout=120)[0]
     assert proc.returncode != 0 and "SIGTERM received: checkpoint of step" in out, out
     saved = checkpoint.scratch_checkpoints(run / "_work")

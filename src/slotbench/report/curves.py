@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import atomic_path
-from ..training.tracking import RUN_ID_FILE, redact_uri, tracking_uri
+from ..training.tracking import RUN_ID_FILE, recorded_run, redact_uri, tracking_uri
 
 #: Columns always present in the CSVs (empty files still have them, so DVC's plot definitions hold).
 CORE = {"train": ("loss", "lr"), "val": ("loss", "fg_ari", "miou", "mbo")}
@@ -37,7 +37,7 @@ def read_history(tracking_cfg: dict, run_dir: str | Path) -> tuple[dict[str, pd.
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    run_id = id_file.read_text().strip()
+    run_id = recorded_run(id_file.parent)[0]
     try:
         client = MlflowClient(tracking_uri(tracking_cfg))
         keys = list(client.get_run(run_id).data.metrics)

@@ -113,8 +113,9 @@ def latest_resumable(work_dir: str | os.PathLike, fingerprint: str) -> dict | No
     """The newest loadable scratch checkpoint written with ``fingerprint``, or ``None``.
 
     Unreadable files (e.g. from a crash during a save on a filesystem without atomic rename)
-    are skipped with a warning. Checkpoints of other parameters are deleted: they can never be
-    resumed and would otherwise be mistaken for the newest ones later.
+    are skipped with a warning. Checkpoints of another fingerprint (other parameters, code or
+    data) are deleted: they can never be resumed and would otherwise be mistaken for the newest
+    ones later.
     """
     for path in reversed(scratch_checkpoints(work_dir)):
         try:
@@ -124,7 +125,8 @@ def latest_resumable(work_dir: str | os.PathLike, fingerprint: str) -> dict | No
             continue
         if state.get("fingerprint") == fingerprint:
             return state
-        print(f"note: {path} was written with other parameters; removing old checkpoints, starting from scratch")
+        print(f"note: {path} was written with other parameters, code or data; removing old checkpoints, "
+              f"starting from scratch")
         for stale in scratch_checkpoints(work_dir):
             stale.unlink(missing_ok=True)
         return None

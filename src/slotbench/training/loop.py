@@ -59,6 +59,15 @@ class _StopRequest:
         signal.signal(signal.SIGTERM, self._previous)
 
 
+def _leave_stop_signals_to_the_main_process(worker_id: int) -> None:  # noqa: ARG001
+    """DataLoader workers ignore SIGTERM and SIGINT: SLURM (and ``kill -- -PGID``) signal every
+    process of the job, and a worker that died first would make the main process fail before
+    its checkpoint. The main process shuts the workers down when it stops; they also exit
+    when it dies."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def train(cfg: dict, data_root: str | Path, run_dir: str | Path, seed: int, progress: bool = True,
           tokenizer_checkpoint: str | Path | None = None) -> dict:
     """Train a slot model or a tokenizer on ``data_root``; write ``run_dir/model.pt`` and ``train.json``.
@@ -104,13 +113,17 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
     accum = tcfg["grad_accum_steps"]
     meta = check_compatible(data_root, dcfg["resolution"], dcfg["video_len"])
     train_set = ClipDataset(data_root, "train", tcfg["n_sample_frames"], tcfg["frame_offset"], verify_checksums=True)
-    val_set = ClipDataset(data_root, validation_split(meta), tcfg["n_sample_frames"], tcfg["frame_offset"],
+    val_split = validation_split(meta)
+    val_set = ClipDataset(data_root, val_split, tcfg["n_sample_frames"], tcfg["frame_offset"],
                           with_seg=True, verify_checksums=True)
     steps = total_steps(tcfg, len(train_set))
     stage = "tokenizer" if "tokenizer" in cfg else "train"
     run_fingerprint = fingerprint({
         "params": stage_params(cfg, stage), "seed": seed, "code": code_digest(stage),
         "tokenizer": sha256_file(tokenizer_checkpoint) if tokenizer_checkpoint else None,
+        # the bytes trained and validated on: a re-exported dataset never resumes the old run
+        "data": {split: {name: f["sha256"] for name, f in meta["splits"][split]["files"].items()}
+                 for split in ("train", val_split)},
     })
 
     torch.manual_seed(seed)
@@ -157,12 +170,13 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
     workers = tcfg["num_workers"]
     # A private generator: creating the loader's iterator must not draw from the global RNG.
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
+                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
+                        worker_init_fn=_leave_stop_signals_to_the_main_process)
     name = cfg["tokenizer" if stage == "tokenizer" else "model"]["name"]
     run_name = f"{dcfg['name']}/{name}" + ("" if stage == "tokenizer" else f"/seed{seed}")
     tracker = Tracker({**cfg["tracking"], "enabled": cfg["tracking"]["enabled"] and ctx.is_main}, run_name,
                       {**redact_config(cfg), "seed": seed, "processes": ctx.world_size}, work_dir,
-                      tags={"stage": stage, "dataset": dcfg["name"], "model": name})
+                      run_fingerprint, tags={"stage": stage, "dataset": dcfg["name"], "model": name})
     stop = _StopRequest()
     if ctx.is_main:
         print(f"training {run_name}: steps {step}..{steps} on {device} x {ctx.world_size} process(es)", flush=True)

@@ -1,7 +1,12 @@
 """MLflow tracking of a training run: a local SQLite store inside the project by default.
 
-The run id is kept in the run's ``_work/`` folder, so a resumed training continues the same
-MLflow run. With ``tracking.enabled: false`` every call is a no-op.
+The run id is kept in the run's ``_work/`` folder with the training's fingerprint (parameters,
+code, data), so the same training run again after an interruption continues the same MLflow
+run, and a changed one starts a new run (the old one, if a kill left it open, is closed as
+``KILLED``). Jobs that
+open one SQLite store at the same time (parallel Snakemake or DVC jobs on a fresh project) create
+its tables and the experiment one at a time, under a lock file beside the store. With
+``tracking.enabled: false`` every call is a no-op.
 
 Credentials are never written anywhere: a ``tracking.uri`` of the form
 ``http(s)://user:password@host`` is split, the user and password going to MLflow through
@@ -13,6 +18,7 @@ every configuration slotbench writes (``model.pt``, the MLflow params) holds
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -22,7 +28,15 @@ from urllib.parse import urlsplit, urlunsplit
 from ..io import write_text
 
 DEFAULT_STORE = "results/mlflow.db"
-RUN_ID_FILE = "mlflow_run_id"  # in the run's _work/ folder
+RUN_ID_FILE = "mlflow_run_id"  # in the run's _work/ folder: the run id, then the training's fingerprint
+
+
+def recorded_run(work_dir: str | os.PathLike) -> tuple[str | None, str | None]:
+    """``(MLflow run id, fingerprint of the training it records)`` kept in ``work_dir``; ``None``
+    for what is missing (no file; a file written before fingerprints were kept holds the id only)."""
+    id_file = Path(work_dir) / RUN_ID_FILE
+    fields = id_file.read_text().split() if id_file.is_file() else []
+    return (fields[0] if fields else None), (fields[1] if len(fields) > 1 else None)
 
 
 def _split_credentials(uri: str) -> tuple[str, str | None, str | None]:
@@ -75,6 +89,26 @@ def tracking_uri(cfg_tracking: dict) -> str:
     return f"sqlite:///{store}"
 
 
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Hold an exclusive lock on ``<store>.lock`` for a ``sqlite:///`` store (nothing otherwise):
+    MLflow creates and migrates a new SQLite store on first use, and two processes doing it at
+    once fail (``table ... already exists``, ``duplicate column name``)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri[len("sqlite:///"):] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     out: dict[str, Any] = {}
@@ -88,10 +122,14 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 class Tracker:
-    """Start or resume an MLflow run; log parameters once and metrics by step."""
+    """Start or resume an MLflow run; log parameters once and metrics by step.
+
+    ``fingerprint`` identifies the training (parameters, code, data): the run recorded in
+    ``work_dir`` is continued only when it was started for the same fingerprint.
+    """
 
     def __init__(self, cfg_tracking: dict, run_name: str, params: dict, work_dir: str | os.PathLike,
-                 tags: dict[str, str] | None = None):
+                 fingerprint: str, tags: dict[str, str] | None = None):
         self.enabled = cfg_tracking["enabled"]
         if not self.enabled:
             return
@@ -100,21 +138,34 @@ class Tracker:
         import mlflow  # imported lazily: it costs about a second
 
         self._mlflow = mlflow
-        mlflow.set_tracking_uri(tracking_uri(cfg_tracking))
-        mlflow.set_experiment(cfg_tracking["experiment"])
-        id_file = Path(work_dir) / RUN_ID_FILE
-        run_id = id_file.read_text().strip() if id_file.is_file() else None
+        uri = tracking_uri(cfg_tracking)
+        mlflow.set_tracking_uri(uri)
+        with store_lock(uri):
+            mlflow.set_experiment(cfg_tracking["experiment"])
+        run_id, recorded_fingerprint = recorded_run(work_dir)
+        if run_id and recorded_fingerprint != fingerprint:
+            self._close_if_open(run_id)  # another training's run
+            run_id = None
         try:
             self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags)
         except mlflow.exceptions.MlflowException:
             self.run = mlflow.start_run(run_name=run_name, tags=tags)
             run_id = None
-        if run_id is None:
-            write_text(id_file, self.run.info.run_id)  # atomically: a kill never leaves a half-written id
+        if run_id is None:  # atomically: a kill never leaves a half-written record
+            write_text(Path(work_dir) / RUN_ID_FILE, f"{self.run.info.run_id}\n{fingerprint}\n")
             flat = {k: str(v) for k, v in flatten(params).items()}
             items = list(flat.items())
             for i in range(0, len(items), 100):  # MLflow's batch limit
                 mlflow.log_params(dict(items[i:i + 100]))
+
+    def _close_if_open(self, run_id: str) -> None:
+        """Mark a run that a kill left ``RUNNING`` as ``KILLED`` (a missing run is no error)."""
+        client = self._mlflow.tracking.MlflowClient()
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, status="KILLED")
+        except self._mlflow.exceptions.MlflowException:
+            pass
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         if self.enabled:
