@@ -74,6 +74,10 @@ def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
     _check_table(project)
     assert (project / "data/shapes/meta.json").is_file()
     assert "Nothing to be done" in _snakemake(project, "-n", TARGET)
+    # no output of SAVi's stages depends on these: where checkpoints go, SlotDiffusion's sampler
+    edit_yaml(project / "params/profiles/tiny.yaml", "train.checkpoint_every", 2)
+    edit_yaml(project / "params/defaults.yaml", "eval.sampler", "ddim")
+    assert "Nothing to be done" in _snakemake(project, "-n", TARGET)
 
     edit_yaml(project / "params/profiles/tiny.yaml", "eval.num_videos", 2)
     assert _planned_rules(_snakemake(project, "-n", TARGET)) == EVALUATION
@@ -102,6 +106,10 @@ def test_dvc_repro_runs_the_same_stages_and_reruns_only_stale_ones(tmp_path):
     assert len(pd.read_csv(project / "results/shapes/table.csv")) == 9
     status = json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], project).strip().splitlines()[-1])
     assert status == {}
+    edit_yaml(project / "params/defaults.yaml", "eval.sampler", "ddim")  # SlotDiffusion's decoding only
+    status = json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], project).strip().splitlines()[-1])
+    assert set(status) == {"eval_recon_shapes_slotdiffusion_seed0", "eval_comp_gen_shapes_slotdiffusion_seed0"}
+    edit_yaml(project / "params/defaults.yaml", "eval.sampler", "dpm++")
 
     edit_yaml(project / "params/profiles/tiny.yaml", "eval.num_videos", 2)
     out = _run([sys.executable, "-m", "dvc", "repro"], project)

@@ -33,8 +33,13 @@ LOG = "logs/{stage}/{name}.log"
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-_TRAINING_CODE = ("io.py", "runtime.py", "config/*.py", "data/dataset.py", "data/storage.py", "models/*.py",
-                  "training/*.py", "evaluation/segmentation.py", "metrics/*.py", "interop/*.py")
+#: What the segmentation metrics import (``metrics/__init__.py`` loads the Frechet distance too).
+_SEGMENTATION_METRICS = ("metrics/__init__.py", "metrics/segmentation.py", "metrics/frechet.py")
+#: The modules the training stages import (``training/loop.py``, ``interop/stage.py`` for ``init``, and
+#: LPIPS with ``weights.py`` for a VQ-VAE's perceptual loss); never the FVD or reconstruction metrics.
+_TRAINING_CODE = ("io.py", "runtime.py", "weights.py", "config/*.py", "data/dataset.py", "data/storage.py",
+                  "models/*.py", "training/*.py", "evaluation/segmentation.py", *_SEGMENTATION_METRICS,
+                  "metrics/lpips.py", "interop/*.py")
 
 #: Source files (globs relative to the package) whose change must re-run a stage.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
@@ -42,7 +47,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "tokenizer": _TRAINING_CODE,
     "train": _TRAINING_CODE,
     "eval_seg": ("io.py", "runtime.py", "data/dataset.py", "data/storage.py", "models/*.py",
-                 "training/checkpoint.py", "training/tasks.py", "evaluation/segmentation.py", "metrics/*.py"),
+                 "training/checkpoint.py", "training/tasks.py", "evaluation/segmentation.py", *_SEGMENTATION_METRICS),
     "eval_recon": ("io.py", "runtime.py", "weights.py", "data/dataset.py", "data/storage.py", "models/*.py",
                    "training/checkpoint.py", "training/tasks.py", "evaluation/reconstruction.py", "metrics/*.py"),
     "fvd": ("io.py", "weights.py", "evaluation/fvd.py", "metrics/fvd.py", "metrics/frechet.py"),

@@ -72,9 +72,13 @@ def train_params(wildcards):
     return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), "train"))
 
 
-def eval_params(wildcards):
-    """The ``eval`` section (shared by eval_seg, eval_recon and eval_comp_gen)."""
-    return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), "eval_seg"))
+def eval_params(stage):
+    """The params function of an evaluation rule: the ``eval`` keys that ``stage`` reads."""
+
+    def params(wildcards):
+        return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), stage))
+
+    return params
 
 
 def fvd_params(wildcards):

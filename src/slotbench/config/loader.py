@@ -33,7 +33,8 @@ import yaml
 from . import definitions as defs
 from .schema import ParamsError, Variant, validate
 
-#: Which sections of the merged configuration each stage reads (its parameter fingerprint).
+#: Which sections of the merged configuration each stage reads (:func:`stage_keys` narrows ``train``
+#: and ``eval`` to the keys that matter).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "export": ("dataset",),
     "tokenizer": ("dataset", "tokenizer", "train"),
@@ -216,9 +217,54 @@ def _resolve_pair(layers: list[Layer], schema: dict, section: str, name: str, wh
     return {key: merged[key] for key in schema}
 
 
+#: Keys of a section that change no output of the stages reading it, left out of their parameters so
+#: that changing one re-runs nothing and a training run still resumes from its checkpoints: where
+#: scratch checkpoints are written, how many processes load the data (batches come from the seeded
+#: sampler, items carry no randomness), how often validation runs (each pass reseeds from its step
+#: and leaves the training RNG and the weights alone; train.json holds the last step's). Not
+#: ``log_every`` (train.json's ``train_loss`` is the mean over the last logging window) nor
+#: ``val_clips`` (train.json's validation metrics).
+_NO_EFFECT = {"train": ("checkpoint_every", "num_workers", "val_every")}
+
+#: The ``eval`` keys each evaluation stage reads (``evaluation/segmentation.py``, ``reconstruction.py``):
+#: those of every model (``seed`` and ``save_videos`` are written into every record), then those of
+#: SlotDiffusion's sampling decoder alone (SAVi and STEVE decode deterministically and ignore them).
+_EVAL_KEYS = {
+    "eval_seg": (("split", "num_videos", "batch_size", "chunk_len"), ()),
+    "eval_recon": (("split", "num_videos", "chunk_len", "recon_batch_size", "seed", "save_videos", "lpips"),
+                   ("sampler", "sampler_steps")),
+    "eval_comp_gen": (("split", "num_videos", "chunk_len", "comp_batch_size", "seed", "save_videos"),
+                      ("sampler", "sampler_steps")),
+}
+
+
+def stage_keys(config: dict, stage: str) -> tuple[str, ...]:
+    """What ``stage`` reads of ``config``: whole sections (``"dataset"``) or single keys (``"eval.split"``)."""
+    keys: list[str] = []
+    for section in STAGE_SECTIONS[stage]:
+        if section == "eval":
+            every_model, sampling = _EVAL_KEYS[stage]
+            names = every_model + (sampling if config["model"]["name"] == "slotdiffusion" else ())
+        elif section in _NO_EFFECT:
+            names = tuple(k for k in config[section] if k not in _NO_EFFECT[section])
+        else:
+            keys.append(section)
+            continue
+        keys += [f"{section}.{name}" for name in names]
+    return tuple(keys)
+
+
 def stage_params(config: dict, stage: str) -> dict:
-    """The sections of ``config`` that ``stage`` reads (what must trigger its re-run)."""
-    return {s: config[s] for s in STAGE_SECTIONS[stage]}
+    """The values of :func:`stage_keys` in ``config``, nested as there (what must trigger a re-run of
+    ``stage``, and what a training checkpoint must share to be resumed)."""
+    out: dict = {}
+    for key in stage_keys(config, stage):
+        section, _, name = key.partition(".")
+        if name:
+            out.setdefault(section, {})[name] = config[section][name]
+        else:
+            out[section] = config[section]
+    return out
 
 
 def fingerprint(obj: Any) -> str:
@@ -227,13 +273,33 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def param_sources(layers: list[Layer], sections: tuple[str, ...]) -> dict[Path, list[str]]:
-    """For each params file, the dotted keys that feed ``sections`` (for DVC's ``params:``)."""
+def param_sources(layers: list[Layer], keys: tuple[str, ...]) -> dict[Path, list[str]]:
+    """For each params file, the dotted keys that feed ``keys`` (for DVC's ``params:``).
+
+    ``keys`` are whole sections or single keys of a section (:func:`stage_keys`). DVC tracks only
+    keys present in a file and would miss one added later (``dvc exp run -S
+    params/profiles/tiny.yaml:eval.num_videos=2``), so a layer lists the single keys it sets only
+    when each wanted key of that section is either set there or set again by a later layer (adding
+    it would change nothing); otherwise it lists its whole section.
+    """
+    wanted: dict[str, list[str]] = {}
+    for key in keys:
+        section, _, name = key.partition(".")
+        wanted.setdefault(section, []).extend([name] if name else [])
     out: dict[Path, list[str]] = {}
-    for layer in layers:
-        keys = [layer.prefix + s for s in sections if s in layer.content]
-        if keys:
-            out.setdefault(layer.file, []).extend(k for k in keys if k not in out.get(layer.file, []))
+    for i, layer in enumerate(layers):
+        found = []
+        for section, names in wanted.items():
+            if section not in layer.content:
+                continue
+            sets = layer.content[section]
+            later = {name for above in layers[i + 1:] for name in above.content.get(section, {})}
+            if names and all(name in sets or name in later for name in names):
+                found += [f"{layer.prefix}{section}.{name}" for name in names if name in sets]
+            else:
+                found.append(layer.prefix + section)
+        if found:
+            out.setdefault(layer.file, []).extend(k for k in found if k not in out.get(layer.file, []))
     return out
 
 
