@@ -281,6 +281,36 @@ def test_sigterm_checkpoints_and_the_next_run_resumes(project, tiny_data, worker
     assert checkpoint.load(run / "model.pt")["step"] == 200
 
 
+def test_sigterm_through_the_workflow_log_pipe_checkpoints(project, tiny_data):
+    """Snakemake's rules run ``<stage> 2>&1 | log_to LOG`` (jobs.SHELL_PREFIX) with progress bars on;
+    SLURM's SIGTERM reaches the log copier too, which must outlive it so the checkpoint is written."""
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from slotbench.jobs import SHELL_PREFIX
+
+    edit_yaml(project / "params" / "profiles" / "tiny.yaml", "train.max_steps", 2000)
+    edit_yaml(project / "params" / "profiles" / "tiny.yaml", "train.checkpoint_every", 100000)
+    log = project / "train.log"
+    command = (f"{SHELL_PREFIX}{shlex.quote(sys.executable)} -m slotbench train --dataset shapes --model savi"
+               f" --seed 0 2>&1 | log_to {shlex.quote(str(log))}")
+    proc = subprocess.Popen(["bash", "-c", command], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "training shapes/savi/seed0" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and proc.poll() is None, log.read_text() if log.exists() else ""
+        time.sleep(0.2)
+    time.sleep(1.0)  # a few training steps, each redrawing the progress bar
+    os.killpg(proc.pid, signal.SIGTERM)  # bash, the training and the log copier
+    proc.communicate(timeout=120)  # returns when the copier has seen the training's last output
+    assert "SIGTERM received: checkpoint of step" in log.read_text(), log.read_text()[-2000:]
+    assert len(checkpoint.scratch_checkpoints(project / "results/shapes/savi/seed0/_work")) == 1
+
+
 def test_release_data_without_a_validation_split_validates_on_test(project, tmp_path):
     """MOVi-Solid/Tex exports hold train and test only; training validates on test, as the original."""
     from slotbench.data.export import export

@@ -8,6 +8,13 @@ with :func:`command_prefix`: the plain ``slotbench`` command, or ``torchrun`` wh
 
 from __future__ import annotations
 
+#: Prepended to every Snakemake rule's shell command (Snakemake's own ``set -euo pipefail`` kept):
+#: ``log_to FILE`` copies the job's output to its log, as ``tee`` does, but ignores SIGTERM. SLURM
+#: signals every process of a job before pre-emption; a ``tee`` that died first would break the
+#: pipe, and the training would fail on its next progress-bar write, before its checkpoint. (No
+#: braces: Snakemake formats the prefix.)
+SHELL_PREFIX = "set -euo pipefail; log_to() ( trap '' TERM; exec tee \"$1\" ); "
+
 #: The ``resources`` entry of each stage (the evaluation stages and the report share ``eval``).
 RESOURCE_KEY = {"export": "export", "tokenizer": "tokenizer", "train": "train", "eval_seg": "eval",
                 "eval_recon": "eval", "eval_comp_gen": "eval", "fvd": "fvd", "report": "eval"}

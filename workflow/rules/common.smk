@@ -8,8 +8,9 @@ from pathlib import Path
 
 from slotbench import paths
 from slotbench.config import load_grid, load_resources, resolve, resolve_dataset, resolve_tokenizer, stage_params
-from slotbench.jobs import command_prefix, snakemake_resources
+from slotbench.jobs import SHELL_PREFIX, command_prefix, snakemake_resources
 
+shell.prefix(SHELL_PREFIX)  # defines log_to: tee that outlives SLURM's SIGTERM to the job
 PARAMS_DIR = paths.PARAMS_DIR
 GRID = load_grid(PARAMS_DIR)
 RESOURCES = load_resources(PARAMS_DIR)

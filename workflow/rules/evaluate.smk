@@ -13,7 +13,7 @@ rule eval_seg:
         "logs/eval_seg/{dataset}_{model}_seed{seed}.log",
     shell:
         "{PYTHON} -m slotbench eval-seg --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} 2>&1 | tee {log}"
+        " --seed {wildcards.seed} 2>&1 | log_to {log}"
 
 
 rule eval_recon:
@@ -31,7 +31,7 @@ rule eval_recon:
         "logs/eval_recon/{dataset}_{model}_seed{seed}.log",
     shell:
         "{PYTHON} -m slotbench eval-recon --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} 2>&1 | tee {log}"
+        " --seed {wildcards.seed} 2>&1 | log_to {log}"
 
 
 rule eval_comp_gen:
@@ -50,7 +50,7 @@ rule eval_comp_gen:
         "logs/eval_comp_gen/{dataset}_{model}_seed{seed}.log",
     shell:
         "{PYTHON} -m slotbench eval-comp-gen --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} 2>&1 | tee {log}"
+        " --seed {wildcards.seed} 2>&1 | log_to {log}"
 
 
 rule fvd:
@@ -68,4 +68,4 @@ rule fvd:
         "logs/fvd/{dataset}_{model}_seed{seed}_{kind}.log",
     shell:
         "{PYTHON} -m slotbench fvd --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} --kind {wildcards.kind} 2>&1 | tee {log}"
+        " --seed {wildcards.seed} --kind {wildcards.kind} 2>&1 | log_to {log}"

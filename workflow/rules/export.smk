@@ -10,4 +10,4 @@ rule export:
     log:
         "logs/export/{dataset}.log",
     shell:
-        "{PYTHON} -m slotbench export --dataset {wildcards.dataset} 2>&1 | tee {log}"
+        "{PYTHON} -m slotbench export --dataset {wildcards.dataset} 2>&1 | log_to {log}"

@@ -18,4 +18,4 @@ rule report:
     log:
         "logs/report/{dataset}.log",
     shell:
-        "{PYTHON} -m slotbench report --dataset {wildcards.dataset} 2>&1 | tee {log}"
+        "{PYTHON} -m slotbench report --dataset {wildcards.dataset} 2>&1 | log_to {log}"

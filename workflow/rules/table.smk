@@ -16,7 +16,7 @@ rule table_model:
     log:
         "logs/table/{dataset}_{model}.log",
     shell:
-        "{PYTHON} -m slotbench table --dataset {wildcards.dataset} --model {wildcards.model} 2>&1 | tee {log}"
+        "{PYTHON} -m slotbench table --dataset {wildcards.dataset} --model {wildcards.model} 2>&1 | log_to {log}"
 
 
 rule table_dataset:
@@ -30,4 +30,4 @@ rule table_dataset:
     log:
         "logs/table/{dataset}.log",
     shell:
-        "{PYTHON} -m slotbench table --dataset {wildcards.dataset} 2>&1 | tee {log}"
+        "{PYTHON} -m slotbench table --dataset {wildcards.dataset} 2>&1 | log_to {log}"

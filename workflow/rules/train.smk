@@ -14,7 +14,7 @@ rule tokenizer:
         "logs/tokenizer/{dataset}_{tokenizer}.log",
     shell:
         "{TOKENIZER_CMD} tokenizer --dataset {wildcards.dataset} --tokenizer {wildcards.tokenizer}"
-        " 2>&1 | tee {log}"
+        " 2>&1 | log_to {log}"
 
 
 rule train:
@@ -33,4 +33,4 @@ rule train:
         "logs/train/{dataset}_{model}_seed{seed}.log",
     shell:
         "{TRAIN_CMD} train --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} 2>&1 | tee {log}"
+        " --seed {wildcards.seed} 2>&1 | log_to {log}"
