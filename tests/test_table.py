@@ -47,3 +47,12 @@ def test_missing_key_is_an_error(tmp_path):
     write_json(files["seg"], {"FG-ARI": 1.0})
     with pytest.raises(ValueError, match="seg0.json: missing mIoU"):
         model_table("shapes", "savi", {0: files})
+
+
+def test_a_seed_without_a_metric_leaves_its_mean_and_std_empty(tmp_path):
+    """The mean row is over every seed or empty: never the mean of the seeds that have the metric."""
+    runs = {0: _run(tmp_path, 0, 80.0, lpips=0.3), 1: _run(tmp_path, 1, 90.0, lpips=None), 2: _run(tmp_path, 2, 70.0)}
+    frame = model_table("shapes", "savi", runs).set_index("seed")
+    assert pd.isna(frame.loc["mean", "LPIPS"]) and pd.isna(frame.loc["std", "LPIPS"])
+    assert frame.loc["mean", "FG-ARI"] == pytest.approx(80.0)
+    assert frame.loc["mean", "notes"] == "LPIPS: missing for seed 1"

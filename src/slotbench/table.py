@@ -1,7 +1,8 @@
 """The table stage: one row per model and seed plus mean and std rows, columns named as in the paper.
 
 A metric that could not be computed (e.g. LPIPS or FVD without their weights) is an empty
-cell, and the row's ``notes`` says which file holds the reason; it is never filled in.
+cell, and the row's ``notes`` says which file holds the reason; it is never filled in, and the
+mean and std over seeds of such a column are empty too (not the mean of the other seeds).
 """
 
 from __future__ import annotations
@@ -57,9 +58,12 @@ def model_table(dataset: str, model: str, runs: dict[int, dict[str, str | Path]]
         rows.append(row)
     frame = pd.DataFrame(rows)
     values = frame[list(COLUMNS)].astype(float)
-    mean = {"dataset": dataset, "model": model, "seed": "mean", **values.mean().to_dict(), "notes": ""}
-    std = {"dataset": dataset, "model": model, "seed": "std", "notes": "",
-           **(values.std(ddof=1).to_dict() if len(frame) > 1 else {c: float("nan") for c in COLUMNS})}
+    partial = "; ".join(f"{column}: missing for seed {', '.join(frame['seed'][values[column].isna()])}"
+                        for column in COLUMNS if values[column].isna().any() and values[column].notna().any())
+    mean = {"dataset": dataset, "model": model, "seed": "mean", **values.mean(skipna=False).to_dict(),
+            "notes": partial}
+    std = {"dataset": dataset, "model": model, "seed": "std", "notes": partial,
+           **(values.std(ddof=1, skipna=False).to_dict() if len(frame) > 1 else {c: float("nan") for c in COLUMNS})}
     return pd.concat([frame, pd.DataFrame([mean, std])], ignore_index=True)
 
 
