@@ -64,3 +64,27 @@ def test_cuda_asked_without_a_gpu(tiny_data, capsys):
     edit_yaml(tiny_data.parents[1] / "params/defaults.yaml", "runtime.device", "cuda")
     err = _error(["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"], capsys)
     assert "no CUDA GPU is visible" in err and "runtime.device: auto or cpu" in err
+
+
+@pytest.mark.parametrize("videos", ["0", "-1", "x"])
+def test_report_refuses_a_video_count_below_one(videos, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--dataset", "shapes", "--videos", videos])
+    assert exit_info.value.code == 2 and "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_checkpoint_in_another_runs_folder_is_refused(tiny_data, capsys):
+    """A model.pt copied or imported into the wrong results folder is not evaluated as that run."""
+    import shutil
+
+    edit_yaml(tiny_data.parents[1] / "params/profiles/tiny.yaml", "train.max_steps", 1)
+    assert main(["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"]) == 0
+    for model, seed in (("steve", 0), ("savi", 1)):
+        wrong = tiny_data.parents[1] / f"results/shapes/{model}/seed{seed}/model.pt"
+        wrong.parent.mkdir(parents=True)
+        shutil.copy(tiny_data.parents[1] / "results/shapes/savi/seed0/model.pt", wrong)
+        for stage in ("eval-seg", "eval-recon"):
+            err = _error([stage, "--dataset", "shapes", "--model", model, "--seed", str(seed), "--no-progress"], capsys)
+            assert "it is in the wrong run folder" in err and (f"model 'savi', not '{model}'" if model != "savi"
+                                                               else "seed 0, not 1") in err
+    assert main(["eval-seg", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"]) == 0

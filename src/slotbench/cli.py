@@ -32,6 +32,13 @@ utilities:
 """
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def _add_common(p: argparse.ArgumentParser, model: bool = False, seed: bool = False) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (a file in params/datasets/)")
     if model:
@@ -67,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="one model's table; without it, the dataset's table of every grid model")
     p = sub.add_parser("report", help="HTML report of a dataset: table, videos, slots, curves, versions")
     _add_common(p)
-    p.add_argument("--videos", type=int, default=3, help="evaluation videos shown (default: %(default)s)")
+    p.add_argument("--videos", type=_positive_int, default=3, help="evaluation videos shown (default: %(default)s)")
     p = sub.add_parser("params", help="print the resolved parameters (YAML)")
     _add_common(p)
     p.add_argument("--model", help="resolve a (dataset, model) pair; without it, the dataset section only")
@@ -153,7 +160,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = config.resolve(args.dataset, args.model, args.params_dir)
         fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
         result = run_eval_seg(cfg["eval"], cfg["runtime"], paths.CHECKPOINT.format(**fmt),
-                              paths.DATA_DIR.format(dataset=args.dataset), paths.SEG_METRICS.format(**fmt), progress)
+                              paths.DATA_DIR.format(dataset=args.dataset), paths.SEG_METRICS.format(**fmt), progress,
+                              run=fmt)
         print({k: result[k] for k in ("FG-ARI", "mIoU", "mBO", "num_videos")})
     elif args.command in ("eval-recon", "eval-comp-gen"):
         from .evaluation.reconstruction import run_eval_comp_gen, run_eval_recon
@@ -164,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = (run_eval_recon if recon else run_eval_comp_gen)(
             cfg["eval"], cfg["runtime"], paths.CHECKPOINT.format(**fmt), paths.DATA_DIR.format(dataset=args.dataset),
             (paths.RECON_METRICS if recon else paths.COMP_GEN_RECORD).format(**fmt), paths.VIDEO_ROOT.format(**fmt),
-            progress)
+            progress, run=fmt)
         print({k: result[k] for k in ("MSE", "PSNR", "SSIM", "LPIPS", "num_videos") if k in result})
     elif args.command == "fvd":
         from .evaluation.fvd import run_fvd

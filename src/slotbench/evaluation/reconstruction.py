@@ -54,7 +54,7 @@ from ..models import SAVi, SlotDiffusion, STEVE
 from ..models.diffusion import REFERENCE_STEPS, model_evaluations
 from ..runtime import select_device
 from ..training import checkpoint
-from ..training.tasks import restore_model
+from ..training.tasks import check_run, restore_model
 from ..weights import MissingWeightsError
 
 __all__ = ["run_eval_recon", "run_eval_comp_gen", "compose_slots", "decode_slots", "decoder_settings",
@@ -141,8 +141,10 @@ def _lpips_network(eval_cfg: dict, device: torch.device, lpips) -> tuple[nn.Modu
         return None, str(err)
 
 
-def _load(checkpoint_path, data_root, eval_cfg, runtime_cfg):
+def _load(checkpoint_path, data_root, eval_cfg, runtime_cfg, run):
     state = checkpoint.load(checkpoint_path)
+    if run is not None:
+        check_run(state, checkpoint_path, run)
     cfg = state["config"]
     check_compatible(data_root, cfg["dataset"]["resolution"], cfg["dataset"]["video_len"])
     device = select_device(runtime_cfg)
@@ -211,7 +213,7 @@ def _json_float(x: float) -> float | None:
 @torch.no_grad()
 def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
                    out_json: str | Path, video_root: str | Path, progress: bool = True, *,
-                   lpips: nn.Module | str | None = "auto") -> dict:
+                   lpips: nn.Module | str | None = "auto", run: dict | None = None) -> dict:
     """The ``eval_recon`` stage: reconstruct every test video, write ``recon.json`` and (with
     ``eval.save_videos``) ``video_root/{gt_vids,recon_vids}``.
 
@@ -221,11 +223,13 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
         lpips: ``"auto"`` loads :class:`~slotbench.metrics.lpips.LPIPS` (downloading missing
             weights unless ``$SLOTBENCH_OFFLINE``; null with the reason when they stay missing);
             a module is used as is; ``None`` skips LPIPS (null with a reason).
+        run: ``{"dataset", "model", "seed"}`` the checkpoint must belong to
+            (:func:`~slotbench.training.tasks.check_run`); ``None`` checks nothing.
 
     Returns:
         The record written to ``out_json``.
     """
-    state, cfg, model, dataset, device = _load(checkpoint_path, data_root, eval_cfg, runtime_cfg)
+    state, cfg, model, dataset, device = _load(checkpoint_path, data_root, eval_cfg, runtime_cfg, run)
     lpips_net, lpips_reason = _lpips_network(eval_cfg, device, lpips)
     batch_size = _key(eval_cfg, "recon_batch_size")
     save = bool(_key(eval_cfg, "save_videos"))
@@ -267,10 +271,12 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
 
 @torch.no_grad()
 def run_eval_comp_gen(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
-                      out_json: str | Path, video_root: str | Path, progress: bool = True) -> dict:
+                      out_json: str | Path, video_root: str | Path, progress: bool = True, *,
+                      run: dict | None = None) -> dict:
     """The ``eval_comp_gen`` stage: compose slots within batches of ``eval.comp_batch_size``
     videos (:func:`compose_slots`), decode them, save ``video_root/comp_vids`` (and the
-    ``gt_vids`` frames not there yet) and write a record to ``out_json``.
+    ``gt_vids`` frames not there yet) and write a record to ``out_json``. ``run`` as for
+    :func:`run_eval_recon`.
 
     Raises:
         ValueError: ``eval.comp_batch_size`` < 2 (nothing would be composed).
@@ -282,7 +288,7 @@ def run_eval_comp_gen(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | 
             f"videos of a batch, so a batch of 1 composes nothing (the original script's default "
             f"--bs 1 silently produced plain reconstructions); use 2 or more (the docs use 4)"
         )
-    state, cfg, model, dataset, device = _load(checkpoint_path, data_root, eval_cfg, runtime_cfg)
+    state, cfg, model, dataset, device = _load(checkpoint_path, data_root, eval_cfg, runtime_cfg, run)
     video_root = Path(video_root)
     save = bool(_key(eval_cfg, "save_videos"))
     if save:

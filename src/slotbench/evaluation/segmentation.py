@@ -19,7 +19,7 @@ from ..io import sha256_file, write_record
 from ..metrics import segmentation_scores
 from ..runtime import select_device
 from ..training import checkpoint
-from ..training.tasks import restore_model
+from ..training.tasks import check_run, restore_model
 
 METRICS = ("fg_ari", "miou", "mbo")
 
@@ -95,9 +95,12 @@ def _record_scores(summary: dict[str, float]) -> dict[str, float | None]:
 
 
 def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
-                 out_path: str | Path, progress: bool = True) -> dict:
-    """The ``eval_seg`` stage: evaluate a trained checkpoint and write ``seg.json``."""
+                 out_path: str | Path, progress: bool = True, *, run: dict | None = None) -> dict:
+    """The ``eval_seg`` stage: evaluate a trained checkpoint and write ``seg.json``; with ``run``
+    (``{"dataset", "model", "seed"}``) the checkpoint must be that run's (:func:`check_run`)."""
     state = checkpoint.load(checkpoint_path)
+    if run is not None:
+        check_run(state, checkpoint_path, run)
     cfg = state["config"]
     check_compatible(data_root, cfg["dataset"]["resolution"], cfg["dataset"]["video_len"])
     device = select_device(runtime_cfg)

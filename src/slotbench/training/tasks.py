@@ -101,6 +101,18 @@ def with_later_model_keys(model_cfg: dict) -> dict:
     return cfg
 
 
+def check_run(state: dict, path: str | Path, run: dict) -> None:
+    """Refuse a ``model.pt`` of another dataset, model or seed than the run it is evaluated as
+    (``run``: ``{"dataset", "model", "seed"}``), e.g. a file copied or imported into the wrong
+    results folder. An imported original checkpoint has no seed and fits any."""
+    cfg = state["config"]
+    found = {"dataset": cfg["dataset"]["name"], "model": cfg["model"]["name"], "seed": state.get("seed")}
+    wrong = [f"{key} {found[key]!r}, not {value!r}" for key, value in run.items()
+             if found[key] != value and not (key == "seed" and found[key] is None)]
+    if wrong:
+        raise ValueError(f"{path}: this checkpoint is of {', '.join(wrong)}; it is in the wrong run folder")
+
+
 def restore_model(state: dict) -> nn.Module:
     """Rebuild a trained slot model from its ``model.pt`` (tokenizer weights included); files
     written before the newer model keys existed load too (:func:`with_later_model_keys`)."""
