@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from slotbench.models import SAVi, build_model
 from slotbench.models.common import SoftPositionEmbed, build_grid, count_parameters
@@ -253,6 +254,140 @@ def test_slot_attention_normalisation_and_permutation_equivariance():
     out_p, attn_p = sa(inputs, slots[:, perm])
     torch.testing.assert_close(out_p, out[:, perm], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(attn_p, attn[:, perm], rtol=1e-5, atol=1e-5)
+
+
+def _direct_slot_attention(sa: SlotAttention, inputs, slots):
+    """Slot Attention written out from the spec (official-video-spec-models.md §1.5), reading only
+    the module's weights: hand-written LayerNorm and GRU cell, no call into the module."""
+
+    def layer_norm(x, ln):
+        mu = x.mean(-1, keepdim=True)
+        var = (x - mu).square().mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias
+
+    def gru_cell(x, h, gru):  # PyTorch gate order (r, z, n); x = input, h = hidden
+        gi = x @ gru.weight_ih.T + gru.bias_ih
+        gh = h @ gru.weight_hh.T + gru.bias_hh
+        i_r, i_z, i_n = gi.chunk(3, dim=-1)
+        h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return (1 - z) * n + z * h
+
+    d = sa.slot_size
+    x = layer_norm(inputs, sa.norm_inputs)
+    k, v = x @ sa.project_k.weight.T, x @ sa.project_v.weight.T  # no bias
+    ln, fc1, _, fc2 = sa.mlp
+    attn = None
+    for _ in range(sa.num_iterations):
+        q = layer_norm(slots, sa.norm_slots) @ sa.project_q.weight.T
+        logits = (k @ q.transpose(1, 2)) * d**-0.5  # [B, N_in, N_slots]
+        attn = logits.softmax(dim=-1)  # over the slots
+        w = attn + sa.eps  # eps after the softmax ...
+        w = w / w.sum(dim=1, keepdim=True)  # ... then a weighted mean over the inputs
+        updates = w.transpose(1, 2) @ v  # [B, N_slots, D]
+        slots = gru_cell(updates, slots, sa.gru)  # input = updates, hidden = previous slots
+        slots = slots + fc2(torch.relu(fc1(layer_norm(slots, ln))))  # residual MLP
+    return slots, attn.transpose(1, 2)
+
+
+@pytest.mark.parametrize("eps", [1e-6, 0.3])
+def test_slot_attention_matches_the_spec_formula(eps):
+    """Pins Slot Attention (spec §1.5) term by term: ``D^-0.5`` logit scale, softmax over slots,
+    ``eps`` added after the softmax, renormalisation over the inputs, ``GRUCell(input=updates,
+    hidden=slots)``, residual MLP, the reported attention (post-softmax, before eps). float64 so
+    the reference eps 1e-6 is resolved; the large eps makes the eps placement visible."""
+    torch.manual_seed(0)
+    sa = SlotAttention(in_features=12, slot_size=16, mlp_hidden_size=24, num_iterations=3,
+                       eps=eps).double()
+    with torch.no_grad():  # non-trivial LayerNorm affines
+        for ln in (sa.norm_inputs, sa.norm_slots, sa.mlp[0]):
+            ln.weight.add_(0.3 * torch.randn_like(ln.weight))
+            ln.bias.add_(0.3 * torch.randn_like(ln.bias))
+    inputs = torch.randn(2, 20, 12, dtype=torch.float64)
+    slots = torch.randn(2, 4, 16, dtype=torch.float64)
+    with torch.no_grad():
+        out, attn = sa(inputs, slots)
+        expected, expected_attn = _direct_slot_attention(sa, inputs, slots)
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(attn, expected_attn, rtol=1e-9, atol=1e-10)
+
+
+def test_frame_loop_predictor_output_replaces_the_slots():
+    """Pins the frame loop (spec §1.6): frame 0 starts from ``init_latents``, frame t from
+    ``predictor(slots_{t-1})`` itself (no outer residual), Slot Attention on every frame."""
+    torch.manual_seed(0)
+    trunk = build_model(TINY_CNN, 32).trunk.eval()  # eval: no predictor dropout
+    video = _video(b=2, t=3)
+    with torch.no_grad():
+        slots, attn = trunk.encode(video)
+        feats = trunk.encode_features(video)
+        s = trunk.init_latents.expand(2, -1, -1)
+        for t in range(3):
+            if t > 0:
+                s = trunk.predictor(s)
+            s, a = trunk.slot_attention(feats[:, t], s)
+            torch.testing.assert_close(slots[:, t], s)
+            torch.testing.assert_close(attn[:, t], a)
+
+
+def test_slots_are_not_detached_between_frames():
+    """Pins "prev_slots = slots_t without detach" (spec §1.6): frame t's loss has a gradient with
+    respect to frame t-1's slots (the Slot Attention output of the previous frame)."""
+    torch.manual_seed(0)
+    model = build_model(TINY_CNN, 32).train()
+    frame_slots = []
+    handle = model.trunk.slot_attention.register_forward_hook(
+        lambda module, args, output: frame_slots.append(output[0])
+    )
+    try:
+        video = _video(b=2, t=3)
+        out = model(video)
+    finally:
+        handle.remove()
+    assert len(frame_slots) == 3
+    last_frame_loss = ((out["recon"][:, 2] - video[:, 2]) ** 2).mean()
+    grads = torch.autograd.grad(last_frame_loss, frame_slots[:2], allow_unused=True)
+    for t, g in enumerate(grads):
+        assert g is not None and g.abs().sum() > 0, f"no gradient from frame 2 to frame {t}"
+
+
+def test_reference_decoder_has_a_relu_after_every_deconv_including_the_last():
+    """Pins the spatial-broadcast decoder of the reference config (spec §1.8): 4 x
+    (ConvTranspose2d(k5, s2, p2, op1, bias) + ReLU), **ReLU after the 4th deconv too**, then
+    Conv2d(64, 4, 1x1); functionally, the input of the 1x1 conv is non-negative."""
+    decoder = build_model(REF_MOVI_E, 128).decoder.net
+    types = [type(m) for m in decoder]
+    assert types == [nn.ConvTranspose2d, nn.ReLU] * 4 + [nn.Conv2d], types
+    for deconv in decoder[:-1:2]:
+        assert deconv.kernel_size == (5, 5) and deconv.stride == (2, 2)
+        assert deconv.padding == (2, 2) and deconv.output_padding == (1, 1)
+        assert deconv.bias is not None
+    assert [m.out_channels for m in decoder[:-1:2]] == [64, 64, 64, 64]
+    assert decoder[-1].kernel_size == (1, 1) and decoder[-1].out_channels == 4
+    torch.manual_seed(0)
+    tiny = build_model(TINY_CNN, 32)
+    seen = []
+    hook = tiny.decoder.net[-1].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    with torch.no_grad():
+        tiny(_video(b=1, t=1))
+    hook.remove()
+    assert seen[0].min() >= 0 and seen[0].max() > 0
+
+
+def test_solid_tex_cnn_encoder_has_no_relu_after_the_last_conv():
+    """Pins the MOVi-Solid/Tex plain CNN encoder (spec §1.2): 4 convs (k5, p2, bias, stride 2
+    only in the first) with a ReLU after every conv **except the last**; functionally, the
+    encoder output takes negative values."""
+    encoder = build_model(REF_MOVI_SOLID, 128).trunk.encoder.net
+    types = [type(m) for m in encoder]
+    assert types == [nn.Conv2d, nn.ReLU] * 3 + [nn.Conv2d], types
+    assert [m.stride for m in encoder[::2]] == [(2, 2), (1, 1), (1, 1), (1, 1)]
+    assert all(m.kernel_size == (5, 5) and m.padding == (2, 2) for m in encoder[::2])
+    assert all(m.bias is not None for m in encoder[::2])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert build_model(TINY_CNN, 32).trunk.encoder(_video(b=1, t=1)[:, 0]).min() < 0
 
 
 def test_predictor_layers_identical_at_init():

@@ -145,6 +145,45 @@ def test_tiny_forward_and_loss():
     torch.testing.assert_close(losses["loss"], eps.square().mean())
 
 
+def test_denoise_loss_by_hand_on_the_prequantisation_latent():
+    """Pins the SlotDiffusion training loss (spec §4.4): ``x0`` is the tokenizer's
+    **pre-quantisation** latent (not the codebook vectors, not zeros), ``t ~ U{0..T-1}`` then
+    ``eps ~ N(0, I)`` from the global RNG, ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` with
+    LDM's linear betas, and ``loss = mse(unet(x_t, t, slots), eps)``. The U-Net has random weights
+    so that its prediction, and the loss, depend on ``x0``."""
+    model = _tiny()
+    _randomise_zero_init(model.unet)
+    model.eval()  # no dropout: the U-Net is a deterministic function
+    video = _video()
+    with torch.no_grad():
+        out = model(video)
+        torch.manual_seed(5)
+        loss = model.loss(video, out)["loss"]
+
+        frames = video.flatten(0, 1)
+        context = out["slots"].flatten(0, 1)
+        z = model.tokenizer.encode(frames)  # pre-quantisation latent [6, 3, 8, 8]
+        betas = torch.linspace(0.0015**0.5, 0.0195**0.5, 1000, dtype=torch.float64) ** 2
+        abar = torch.cumprod(1 - betas, dim=0)
+        torch.manual_seed(5)
+        t = torch.randint(0, 1000, (6,))
+        eps = torch.randn(6, 3, 8, 8)
+
+        def by_hand(x0):
+            a = abar[t].float().view(6, 1, 1, 1)
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+            return (model.unet(x_t, t, context) - eps).square().mean()
+
+        expected = by_hand(z)
+        quantised = by_hand(model.tokenizer.quantize(z)[0])
+        zeros = by_hand(torch.zeros_like(z))
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
+    # the check discriminates: the other candidate targets give clearly different losses
+    for other in (quantised, zeros):
+        assert abs(other.item() - expected.item()) > 100 * 1e-5 * expected.item(), (
+            expected.item(), other.item())
+
+
 def test_frozen_tokenizer_and_gradients():
     model = _tiny()
     _randomise_zero_init(model.unet)

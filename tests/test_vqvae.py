@@ -122,6 +122,23 @@ def test_attention_block_is_single_head_softmax_attention():
     torch.testing.assert_close(block(x), expected)
 
 
+def test_downsample_pads_right_and_bottom_only():
+    """Pins the VQ-VAE Downsample (spec §3): zero-pad right and bottom by one, then a 3x3 conv
+    with stride 2 and no padding; compared with ``F.pad(x, (0, 1, 0, 1))`` + ``F.conv2d`` from
+    the module's own weights, for the Downsample inside the tiny model."""
+    torch.manual_seed(0)
+    model = VQVAE(_cfg())
+    downs = [stage.downsample for stage in model.encoder.down if hasattr(stage, "downsample")]
+    assert len(downs) == 1
+    conv = downs[0].conv
+    x = torch.randn(2, conv.in_channels, 8, 6)
+    expected = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias, stride=2)
+    with torch.no_grad():
+        out = downs[0](x)
+    assert out.shape == (2, conv.out_channels, 4, 3)
+    torch.testing.assert_close(out, expected)
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="multiple of 32"):
         VQVAE(_cfg(channels=48))
