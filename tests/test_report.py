@@ -45,6 +45,25 @@ def test_strip_gif_and_slot_layers():
     assert gif.format == "GIF" and gif.n_frames == 3
 
 
+def test_comp_gen_section_labels_a_video_that_was_not_composed(tmp_path, monkeypatch):
+    """eval_comp_gen leaves a video alone in the last batch uncomposed (``videos_not_composed``);
+    the report must not call it composed."""
+    from slotbench.io import write_json
+    from slotbench.report import build
+
+    for idx in (0, 2):
+        folder = tmp_path / "vids" / "comp_vids" / str(idx)
+        folder.mkdir(parents=True)
+        for t in range(2):
+            Image.fromarray(np.full((8, 8, 3), 40 * idx, np.uint8)).save(folder / f"{t}.png")
+    write_json(tmp_path / "comp_gen.json", {"videos_not_composed": [2]})
+    labels = []
+    monkeypatch.setattr(build, "strip", lambda tiles, names: labels.extend(names) or strip(tiles, names))
+    videos = [{"index": i, "video": np.zeros((2, 8, 8, 3), np.uint8)} for i in (0, 2)]
+    build._comp_section(videos, {"savi": {"videos": tmp_path / "vids", "comp_record": tmp_path / "comp_gen.json"}})
+    assert labels == ["composed #0", "#2: not composed"]
+
+
 def test_curves_without_tracking_are_empty_with_a_reason(tmp_path):
     frames, reason = read_history({"enabled": False, "uri": None, "experiment": "x"}, tmp_path)
     assert "tracking.enabled is false" in reason

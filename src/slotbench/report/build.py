@@ -76,7 +76,8 @@ def _video_sections(videos: list[dict], models: dict[str, dict], split: str) -> 
 
 
 def _comp_section(videos: list[dict], models: dict[str, dict]) -> str:
-    """Per model, the composed videos of the shown indices (slots swapped across a batch)."""
+    """Per model, the composed videos of the shown indices (slots swapped across a batch); a video
+    that eval_comp_gen could not compose (alone in the last batch) is labelled so."""
     parts = []
     num_frames = len(videos[0]["video"])
     for model, run in models.items():
@@ -86,7 +87,10 @@ def _comp_section(videos: list[dict], models: dict[str, dict]) -> str:
         if not found:
             parts.append(html.note(f"{_name(model)}: no composed frames in {Path(run['videos']) / COMP_DIR}"))
             continue
-        parts.append(html.figure(gif_uri(strip([f for _, f in found], [f"composed #{idx}" for idx, _ in found]), FPS),
+        record = Path(run["comp_record"])
+        alone = set(read_json(record)["videos_not_composed"]) if record.is_file() else set()
+        labels = [f"#{idx}: not composed" if idx in alone else f"composed #{idx}" for idx, _ in found]
+        parts.append(html.figure(gif_uri(strip([f for _, f in found], labels), FPS),
                                  f"{_name(model)}: slot i of video b taken from video (b + i) mod B (eval_comp_gen)",
                                  f"{model} compositional generation"))
     return "\n".join(parts)
@@ -134,7 +138,8 @@ def build_report(dataset: str, params_dir: str | Path, num_videos: int, progress
             reasons.append(f"{label}: {reason}")
         if seed == grid["seeds"][0]:
             preds, num_slots = predict_segments(state, videos, cfg["eval"]["chunk_len"], cfg["runtime"])
-            shown[model] = {"preds": preds, "num_slots": num_slots, "videos": paths.VIDEO_ROOT.format(**fmt)}
+            shown[model] = {"preds": preds, "num_slots": num_slots, "videos": paths.VIDEO_ROOT.format(**fmt),
+                            "comp_record": paths.COMP_GEN_RECORD.format(**fmt)}
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     intro = escape(f"Models {', '.join(map(_name, grid['models']))}; seeds {grid['seeds']}; "
                    f"videos from the {first['split']} split (seed {grid['seeds'][0]}). "
