@@ -174,6 +174,41 @@ def test_decoder_matches_reference_formulation():
     dec.attn_impl = "sdpa"
 
 
+def test_cross_attention_memory_is_in_proj_of_the_slots():
+    """Pins STEVE's decoder input (models spec §2.3): the slots ``[B, N, D]`` pass through
+    ``in_proj = Linear(D, D)`` with a bias (no LayerNorm) and the result is the memory of every
+    block's cross-attention, both in teacher forcing and in greedy generation. Stated as: the
+    decoder on ``slots`` equals a copy whose ``in_proj`` is the identity, run on
+    ``in_proj(slots)``; and ``in_proj`` is no no-op (the copy on the raw slots differs)."""
+    model = _tiny().eval()
+    dec = model.trans_decoder
+    proj = dec.in_proj
+    assert isinstance(proj, torch.nn.Linear) and proj.bias is not None
+    assert proj.in_features == proj.out_features == 16
+    identity = copy.deepcopy(dec)
+    with torch.no_grad():
+        identity.in_proj.weight.copy_(torch.eye(16))
+        identity.in_proj.bias.zero_()
+        proj.bias.copy_(torch.linspace(-0.5, 0.5, 16))  # a bias that matters
+    torch.manual_seed(6)
+    slots = torch.randn(2, 3, 16)
+    in_ids = torch.randint(0, 32, (2, 15))
+    with torch.no_grad():
+        logits = dec(slots, in_ids)
+        torch.testing.assert_close(logits, identity(proj(slots), in_ids), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(logits, identity(slots, in_ids), rtol=1e-3, atol=1e-3)
+        for use_cache in (True, False):
+            tokens, gen_logits = dec.generate(slots, use_cache=use_cache, return_logits=True)
+            ref_tokens, ref_logits = identity.generate(
+                proj(slots), use_cache=use_cache, return_logits=True
+            )
+            assert torch.equal(tokens, ref_tokens)
+            torch.testing.assert_close(gen_logits, ref_logits, rtol=1e-4, atol=1e-5)
+            # generation and teacher forcing share the memory: same logits on the same tokens
+            torch.testing.assert_close(dec(slots, tokens[:, :-1]), gen_logits,
+                                       rtol=1e-4, atol=1e-5)
+
+
 def test_sdpa_equals_explicit_attention():
     torch.manual_seed(0)
     q, k, v = torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
