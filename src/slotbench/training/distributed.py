@@ -3,9 +3,10 @@
 A training step always consumes the same global batch of ``train.batch_size`` clips. It is cut
 into ``world_size x grad_accum_steps`` equal micro-batches; micro-batch ``j`` of a step runs on
 rank ``j // grad_accum_steps`` and draws its random numbers (dropout, sampled slots, diffusion
-noise) from :func:`micro_batch_seed` ``(seed, step, j)``. So 2 processes, or 1 process with 2
-accumulation steps, compute the same update up to floating-point summation order, and a run
-resumes exactly under any number of processes.
+noise) from :func:`micro_batch_seed` ``(seed, step, j)``. So set-ups with the same number of
+micro-batches (2 processes, or 1 process with 2 accumulation steps) compute the same update up to
+floating-point summation order, and a run resumes exactly under any number of processes that keeps
+that number; another split draws other random numbers (an equally valid run, not the same one).
 
 Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything here is a no-op.
 """
