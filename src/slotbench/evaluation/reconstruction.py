@@ -46,15 +46,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import __version__
-from ..data.dataset import VideoDataset, check_compatible, to_model_input
+from ..data.dataset import VideoDataset, to_model_input
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..metrics.fvd import to_uint8_frames, write_video_folder
 from ..metrics.reconstruction import recon_metrics
 from ..models import SAVi, SlotDiffusion, STEVE
 from ..models.diffusion import REFERENCE_STEPS, model_evaluations
-from ..runtime import select_device
-from ..training import checkpoint
-from ..training.tasks import check_run, restore_model
+from ..training.tasks import load_trained
 from ..weights import MissingWeightsError
 
 __all__ = ["run_eval_recon", "run_eval_comp_gen", "compose_slots", "decode_slots", "decoder_settings",
@@ -142,13 +140,8 @@ def _lpips_network(eval_cfg: dict, device: torch.device, lpips) -> tuple[nn.Modu
 
 
 def _load(checkpoint_path, data_root, eval_cfg, runtime_cfg, run):
-    state = checkpoint.load(checkpoint_path)
-    if run is not None:
-        check_run(state, checkpoint_path, run)
+    state, model, device = load_trained(checkpoint_path, data_root, runtime_cfg, run)
     cfg = state["config"]
-    check_compatible(data_root, cfg["dataset"]["resolution"], cfg["dataset"]["video_len"])
-    device = select_device(runtime_cfg)
-    model = restore_model(state).to(device).eval()
     dataset = VideoDataset(data_root, _key(eval_cfg, "split"), _key(eval_cfg, "num_videos"),
                            verify_checksums=True)
     return state, cfg, model, dataset, device

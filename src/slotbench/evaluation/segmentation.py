@@ -14,12 +14,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import __version__
-from ..data.dataset import VideoDataset, check_compatible, to_model_input
+from ..data.dataset import VideoDataset, to_model_input
 from ..io import sha256_file, write_record
 from ..metrics import segmentation_scores
-from ..runtime import select_device
-from ..training import checkpoint
-from ..training.tasks import check_run, restore_model
+from ..training.tasks import load_trained
 
 METRICS = ("fg_ari", "miou", "mbo")
 
@@ -97,14 +95,10 @@ def _record_scores(summary: dict[str, float]) -> dict[str, float | None]:
 def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
                  out_path: str | Path, progress: bool = True, *, run: dict | None = None) -> dict:
     """The ``eval_seg`` stage: evaluate a trained checkpoint and write ``seg.json``; with ``run``
-    (``{"dataset", "model", "seed"}``) the checkpoint must be that run's (:func:`check_run`)."""
-    state = checkpoint.load(checkpoint_path)
-    if run is not None:
-        check_run(state, checkpoint_path, run)
+    (``{"dataset", "model", "seed"}``) the checkpoint must be that run's
+    (:func:`~slotbench.training.tasks.check_run`)."""
+    state, model, device = load_trained(checkpoint_path, data_root, runtime_cfg, run)
     cfg = state["config"]
-    check_compatible(data_root, cfg["dataset"]["resolution"], cfg["dataset"]["video_len"])
-    device = select_device(runtime_cfg)
-    model = restore_model(state).to(device)
     dataset = VideoDataset(data_root, eval_cfg["split"], eval_cfg["num_videos"], verify_checksums=True)
     per_video = score_videos(model, dataset, eval_cfg["batch_size"], eval_cfg["chunk_len"], device, progress)
     result = {

@@ -10,10 +10,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
+from ..data.dataset import check_compatible
 from ..models import build_model, build_tokenizer
 from ..models.dvae import gumbel_tau
+from ..runtime import select_device
 from . import checkpoint
 
 
@@ -111,6 +114,24 @@ def check_run(state: dict, path: str | Path, run: dict) -> None:
              if found[key] != value and not (key == "seed" and found[key] is None)]
     if wrong:
         raise ValueError(f"{path}: this checkpoint is of {', '.join(wrong)}; it is in the wrong run folder")
+
+
+def load_trained(checkpoint_path: str | Path, data_root: str | Path, runtime_cfg: dict,
+                 run: dict | None = None) -> tuple[dict, nn.Module, torch.device]:
+    """What every evaluation stage starts with: the ``model.pt`` at ``checkpoint_path`` (refused by
+    :func:`check_run` when ``run`` is given), checked against the data at ``data_root`` (resolution,
+    frames), and its model rebuilt on the ``runtime`` device in ``eval()`` mode.
+
+    Returns:
+        ``(state, model, device)``.
+    """
+    state = checkpoint.load(checkpoint_path)
+    if run is not None:
+        check_run(state, checkpoint_path, run)
+    cfg = state["config"]
+    check_compatible(data_root, cfg["dataset"]["resolution"], cfg["dataset"]["video_len"])
+    device = select_device(runtime_cfg)
+    return state, restore_model(state).to(device).eval(), device
 
 
 def restore_model(state: dict) -> nn.Module:
