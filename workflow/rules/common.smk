@@ -69,21 +69,13 @@ def train_inputs(wildcards):
     return inputs
 
 
-def train_params(wildcards):
-    return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), "train"))
-
-
-def eval_params(stage):
-    """The params function of an evaluation rule: the ``eval`` keys that ``stage`` reads."""
+def pair_params(stage):
+    """The params function of a (dataset, model) rule: what ``stage`` reads of the pair's config."""
 
     def params(wildcards):
         return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), stage))
 
     return params
-
-
-def fvd_params(wildcards):
-    return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), "fvd"))
 
 
 def fvd_record(wildcards):

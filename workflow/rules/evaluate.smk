@@ -6,7 +6,7 @@ rule eval_seg:
     output:
         seg=paths.SEG_METRICS,
     params:
-        config=eval_params("eval_seg"),
+        config=pair_params("eval_seg"),
     resources:
         **job_resources("eval_seg"),
     log:
@@ -24,7 +24,7 @@ rule eval_recon:
     output:
         record=paths.RECON_METRICS,
     params:
-        config=eval_params("eval_recon"),
+        config=pair_params("eval_recon"),
     resources:
         **job_resources("eval_recon"),
     log:
@@ -43,7 +43,7 @@ rule eval_comp_gen:
     output:
         record=paths.COMP_GEN_RECORD,
     params:
-        config=eval_params("eval_comp_gen"),
+        config=pair_params("eval_comp_gen"),
     resources:
         **job_resources("eval_comp_gen"),
     log:
@@ -61,7 +61,7 @@ rule fvd:
     output:
         fvd=paths.FVD_METRICS,
     params:
-        config=fvd_params,
+        config=pair_params("fvd"),
     resources:
         **job_resources("fvd"),
     log:

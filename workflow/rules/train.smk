@@ -25,7 +25,7 @@ rule train:
         checkpoint=paths.CHECKPOINT,
         summary=paths.TRAIN_SUMMARY,
     params:
-        config=train_params,
+        config=pair_params("train"),
     threads: workflow.cores
     resources:
         **job_resources("train"),
