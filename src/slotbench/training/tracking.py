@@ -3,10 +3,9 @@
 The run id is kept in the run's ``_work/`` folder with the training's fingerprint (parameters,
 code, data), so the same training run again after an interruption continues the same MLflow
 run, and a changed one starts a new run (the old one, if a kill left it open, is closed as
-``KILLED``). Jobs that
-open one SQLite store at the same time (parallel Snakemake or DVC jobs on a fresh project) create
-its tables and the experiment one at a time, under a lock file beside the store. With
-``tracking.enabled: false`` every call is a no-op.
+``KILLED``). Jobs that open one SQLite store at the same time (parallel Snakemake or DVC jobs on
+a fresh project) create its tables and the experiment one at a time, under a lock file beside
+the store. With ``tracking.enabled: false`` every call is a no-op.
 
 Credentials are never written anywhere: a ``tracking.uri`` of the form
 ``http(s)://user:password@host`` is split, the user and password going to MLflow through
