@@ -161,6 +161,46 @@ def test_rotation_keys_leave_the_other_draws_alone():
         np.testing.assert_array_equal(a, b)
 
 
+def test_shading_zero_is_the_flat_look_and_shading_only_scales_brightness():
+    """``shading: 0`` leaves every pixel of the flat look; with shading the segmentation is the
+    same and each pixel is its flat colour times a factor in [1 - shading, 1]."""
+    flat = generate_split(_config(), 4, seed=5)
+    np.testing.assert_array_equal(generate_split(_config(shading=0.0), 4, seed=5)[0], flat[0])
+    shaded = generate_split(_config(shading=0.6), 4, seed=5)
+    np.testing.assert_array_equal(shaded[1], flat[1])
+    np.testing.assert_array_equal(shaded[2], flat[2])
+    lo, hi = flat[0].astype(float) * 0.4 - 0.5, flat[0].astype(float) + 0.5
+    assert ((shaded[0] >= lo) & (shaded[0] <= hi)).all()
+    assert (shaded[0] < flat[0]).any()
+
+
+def test_shaded_objects_are_brightest_towards_the_light():
+    """Within a shaded object, brightness varies (lit side vs dark side) and the background is a
+    ramp, so colour alone no longer gives one value per object."""
+    video, seg, num = generate_split(_config(shading=0.6, max_size=0.3, min_size=0.25), 6, seed=2)
+    for v, s, k in zip(video, seg, num):
+        for obj in range(1, k + 1):
+            pixels = v[0][s[0] == obj]
+            if len(pixels) > 20:
+                assert len(np.unique(pixels, axis=0)) > 3
+        assert len(np.unique(v[0][s[0] == 0], axis=0)) > 3
+
+
+def test_independent_colours_can_repeat_and_distinct_ones_do_not():
+    """``distinct_colours: false`` draws each object's colour on its own (close pairs happen);
+    ``true`` keeps every pair of objects at least the minimal colour distance apart."""
+    def closest_pair(distinct):
+        video, seg, num = generate_split(_config(min_objects=5, max_objects=5, distinct_colours=distinct), 40, seed=1)
+        gaps = []
+        for v, s in zip(video, seg):
+            colours = np.array([v[0][s[0] == obj][0] for obj in range(1, 6) if (s[0] == obj).any()], float) / 255
+            d = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+            gaps.append(d[np.triu_indices(len(colours), 1)].min())
+        return min(gaps)
+    assert closest_pair(True) >= 0.4 * 0.8 ** 3  # the minimal distance, relaxed at most a few times
+    assert closest_pair(False) < 0.2
+
+
 def test_textured_background_is_patterned_and_pans():
     video, seg, _ = generate_split(_config(look="textured", resolution=48, video_len=12), 6, seed=4)
     for v, s in zip(video, seg):
@@ -210,6 +250,8 @@ def test_many_objects_and_shape_subset():
         ({"resolution": 4}, "resolution"),
         ({"orientation": "sideways"}, "sideways"),
         ({"max_spin": -0.1}, "max_spin"),
+        ({"shading": 1.5}, "shading"),
+        ({"distinct_colours": "yes"}, "distinct_colours"),
     ],
 )
 def test_bad_config(changes, message):

@@ -38,6 +38,8 @@ SYNTHETIC = {
     "max_speed": number(0.0),
     "orientation": one_of("random", "upright"),
     "max_spin": number(0.0),
+    "shading": number(0.0, 1.0),
+    "distinct_colours": boolean(),
 }
 
 DATASET = Variant(

@@ -46,6 +46,8 @@ _KEYS = (
     "max_speed",
     "orientation",
     "max_spin",
+    "shading",
+    "distinct_colours",
 )
 
 DEFAULT_CONFIG: dict = {
@@ -60,6 +62,8 @@ DEFAULT_CONFIG: dict = {
     "max_speed": 0.03,
     "orientation": "random",
     "max_spin": 0.08,
+    "shading": 0.0,
+    "distinct_colours": True,
 }
 
 ORIENTATIONS = ("random", "upright")
@@ -76,7 +80,7 @@ def check_config(config: Mapping) -> dict:
     """Check the keys of a ``shapes`` config; return a plain dict with the values normalised.
 
     Raises ``ValueError`` with a message naming the offending key or value. Keys other than
-    the eleven documented ones are ignored.
+    the thirteen documented ones are ignored.
     """
     missing = [key for key in _KEYS if key not in config]
     if missing:
@@ -124,6 +128,12 @@ def check_config(config: Mapping) -> dict:
     cfg["max_spin"] = float(cfg["max_spin"])
     if not cfg["max_spin"] >= 0:
         raise ValueError(f"max_spin must be >= 0, got {cfg['max_spin']}")
+    cfg["shading"] = float(cfg["shading"])
+    if not 0.0 <= cfg["shading"] <= 1.0:
+        raise ValueError(f"shading must be in [0, 1], got {cfg['shading']}")
+    if not isinstance(cfg["distinct_colours"], (bool, np.bool_)):
+        raise ValueError(f"distinct_colours must be true or false, got {cfg['distinct_colours']!r}")
+    cfg["distinct_colours"] = bool(cfg["distinct_colours"])
     return cfg
 
 
@@ -289,6 +299,44 @@ def _bounce(start, velocity, low, high, t):
     return low[:, None] + np.where(span[:, None] > 0, folded, 0.0)
 
 
+# Elevation of the light: the z component of its unit direction (1 = straight from the camera).
+_LIGHT_Z = (0.35, 0.7)
+
+
+def _sample_light(rng: np.random.Generator) -> np.ndarray:
+    """A unit light direction ``[3]`` (x right, y down, z towards the camera), random azimuth."""
+    azimuth = rng.uniform(0, 2 * np.pi)
+    z = rng.uniform(*_LIGHT_Z)
+    r = np.sqrt(1 - z * z)
+    return np.array([r * np.cos(azimuth), r * np.sin(azimuth), z], dtype=np.float32)
+
+
+def _dome_shade(nx: np.ndarray, ny: np.ndarray, light: np.ndarray, strength: float) -> np.ndarray:
+    """Lambertian brightness factor in ``[1 - strength, 1]`` of a dome (a hemisphere of radius 1
+    in units of the object's size) at world-frame offsets ``nx``, ``ny`` from its centre; every
+    shape lies in the unit disk, so it is shaded like a lit ball cut to its outline."""
+    nz = np.sqrt(np.maximum(0.0, 1.0 - nx * nx - ny * ny))
+    lambert = np.maximum(0.0, nx * light[0] + ny * light[1] + nz * light[2])
+    return np.float32(1.0 - strength) + np.float32(strength) * lambert
+
+
+def _background_shade(coord: np.ndarray, light: np.ndarray, strength: float) -> np.ndarray:
+    """Brightness factor ``[H, W]`` of the floor: a linear ramp towards the light's azimuth from
+    ``1 - strength / 2`` (far side) to 1 (near side)."""
+    az = light[:2] / max(float(np.linalg.norm(light[:2])), 1e-6)
+    proj = (coord[None, :] - 0.5) * az[0] + (coord[:, None] - 0.5) * az[1]  # in [-0.71, 0.71]
+    ramp = np.clip(proj / np.float32(np.sqrt(0.5)), -1.0, 1.0) * 0.5 + 0.5
+    return np.float32(1.0 - strength / 2) + np.float32(strength / 2) * ramp
+
+
+def _apply_shade(frames: np.ndarray, light, shade) -> np.ndarray:
+    """``frames`` uint8 ``[T, H, W, 3]`` times the brightness factor ``shade`` ``[T, H, W]``
+    (unchanged when there is no light)."""
+    if light is None:
+        return frames
+    return np.round(frames.astype(np.float32) * shade[..., None]).astype(np.uint8)
+
+
 def _generate(cfg: dict, rng: np.random.Generator):
     """Render one video from a checked config; returns (video, seg, num_objects)."""
     res, T = cfg["resolution"], cfg["video_len"]
@@ -327,10 +375,19 @@ def _generate(cfg: dict, rng: np.random.Generator):
         camera_speed = rng.uniform(*_CAMERA_SPEED) * res
     else:
         bg_colour = _sample_colours(rng, 1, [], (0.0, 0.6), (0.15, 0.95))
-        obj_colours = _sample_colours(rng, k, bg_colour, (0.5, 1.0), (0.5, 1.0))
+        if cfg["distinct_colours"]:
+            obj_colours = _sample_colours(rng, k, bg_colour, (0.5, 1.0), (0.5, 1.0))
+        else:  # each object avoids the background only, so two objects may look alike
+            obj_colours = np.concatenate(
+                [_sample_colours(rng, 1, bg_colour, (0.5, 1.0), (0.5, 1.0)) for _ in range(k)]
+            ).reshape(k, 3)
+    # Drawn last, so that shading 0 leaves every other draw (and the old videos) unchanged.
+    light = _sample_light(rng) if cfg["shading"] > 0 else None
 
     coord = ((np.arange(res) + 0.5) / res).astype(np.float32)
     seg = np.zeros((T, res, res), dtype=np.uint8)
+    if light is not None:
+        shade = np.broadcast_to(_background_shade(coord, light, cfg["shading"]), (T, res, res)).copy()
     if textured:
         colour_idx = np.zeros((T, res, res), dtype=np.int16)  # 0 = background
     for obj in draw_order:
@@ -343,12 +400,15 @@ def _generate(cfg: dict, rng: np.random.Generator):
         v = dy * c - dx * s
         mask = _INSIDE[cfg["shapes"][shape[obj]]](u, v)
         np.putmask(seg, mask, obj + 1)
+        if light is not None:
+            inv = np.float32(1.0 / size[obj])
+            np.putmask(shade, mask, _dome_shade(dx * inv, dy * inv, light, cfg["shading"]))
         if textured:  # texture evaluated on the object's pixels only
             colour_idx[mask] = _texture(obj_textures[obj], u[mask], v[mask]) + (1 + 3 * obj)
 
     if not textured:
         palette = _to_uint8(np.concatenate([bg_colour, obj_colours]))
-        return np.take(palette, seg, axis=0), seg, k
+        return _apply_shade(np.take(palette, seg, axis=0), light, shade if light is not None else None), seg, k
 
     # Background canvas larger than the frame; the visible window moves by the camera velocity.
     travel = camera_speed * max(T - 1, 0)
@@ -370,7 +430,7 @@ def _generate(cfg: dict, rng: np.random.Generator):
         palette[1 + 3 * obj : 1 + 3 * obj + len(colours)] = colours
     foreground = colour_idx > 0
     frames[foreground] = palette[colour_idx[foreground]]
-    return frames, seg, k
+    return _apply_shade(frames, light, shade if light is not None else None), seg, k
 
 
 def generate_video(config: Mapping, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
