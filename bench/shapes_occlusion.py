@@ -62,7 +62,7 @@ DEFAULT_VARIANTS = [
     "shading=0.0",
     "distinct_colours=true",
     "shading=0.3",
-    "min_size=0.12,max_size=0.18",
+    "min_size=0.1,max_size=0.15",
     "min_size=0.15,max_size=0.22",
     "max_objects=4",
     "min_objects=4,max_objects=6",
