@@ -331,7 +331,7 @@ def report(scratch: Path, out_root: Path) -> dict:
         "dataset": {"name": DATASET, **{k: cfg["dataset"][k] for k in ("resolution", "video_len", "splits")},
                     "synthetic": cfg["dataset"]["synthetic"]},
         "num_slots": num_slots,
-        "metrics": "x100 on every test video at full length (time folded into pixels), each model by its own protocol",
+        "metrics": "on every test video at full length (time folded into pixels), each model by its own protocol",
         **records, **base,
     }
     result["targets"] = targets(result, list(records))

@@ -39,7 +39,7 @@ STEVE_CFG = dict(
 )
 DVAE = dict(name="dvae", vocab_size=32, hidden_channels=16)
 EVAL = dict(split="test", num_videos=None, chunk_len=3, recon_batch_size=2, comp_batch_size=2,
-            sampler="dpm++", sampler_steps=None, seed=0, save_videos=True, lpips=True)
+            sampler="dpm++", sampler_steps=None, seed=0, save_videos=True, lpips=True, vis_videos=0)
 RUNTIME = dict(device="cpu", threads=1)
 
 

@@ -74,8 +74,8 @@ OUTPUTS = {
     "train:slotdiffusion": ["results/shapes/slotdiffusion/seed0/model.pt",
                             "results/shapes/slotdiffusion/seed0/train.json"],
     "eval-seg": [f"{RUN}/seg.json"],
-    "eval-recon": [f"{RUN}/recon.json", f"{RUN}/eval"],
-    "eval-comp-gen": [f"{RUN}/comp_gen.json", f"{RUN}/eval"],
+    "eval-recon": [f"{RUN}/recon.json", f"{RUN}/eval", f"{RUN}/vis"],
+    "eval-comp-gen": [f"{RUN}/comp_gen.json", f"{RUN}/eval", f"{RUN}/vis"],
     "fvd": [f"{RUN}/fvd_recon.json"],
 }
 TIMING_KEYS = {"wall_time_s", "clips_per_s", "record_sha256"}
@@ -486,14 +486,15 @@ def test_bad_params_are_refused_before_any_compute(file, key, value, message, tm
     assert not (root / "results").exists() and not (root / "data").exists()
 
 
-@pytest.mark.parametrize("key,value,expected", [("video_len", 8, "expects 8 frames of 16x16"),
-                                                 ("resolution", 32, "expects 6 frames of 32x32")])
+@pytest.mark.parametrize("key,value,expected", [("video_len", 8, "dataset.video_len: 6 -> 8"),
+                                                 ("resolution", 32, "dataset.resolution: 16 -> 32")])
 def test_dataset_of_another_shape_is_refused_at_load(key, value, expected, project, tiny_data, capsys):
     edit_yaml(project / "params" / "profiles" / "tiny.yaml", f"dataset.{key}", value)
     if key == "resolution":
         edit_yaml(project / "params" / "profiles" / "tiny.yaml", "per_model.savi.model.decoder.broadcast_resolution", 8)
     err = _error(project, ["train", *SAVI], capsys)
-    assert "data/shapes/meta.json: data is 6 frames of 16x16" in err and expected in err, err
+    assert "data/shapes/meta.json: stale export" in err and expected in err, err
+    assert "re-export with `slotbench export --dataset shapes`" in err, err
     assert not (project / RUN / "model.pt").exists()
 
 

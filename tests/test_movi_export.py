@@ -20,6 +20,7 @@ from PIL import Image
 
 from slotbench.data import movi_release, movi_tfds
 from slotbench.data.export import export
+from slotbench.data.publish import staging_dir
 from slotbench.data.storage import (
     ARRAYS,
     PROGRESS_FILE,
@@ -107,6 +108,7 @@ class FakeTfds:
         self.log: list[tuple] = []
         self.builder_calls: list[tuple] = []
         self.decode = SimpleNamespace(PartialDecoding=lambda features: SimpleNamespace(features=features))
+        self.core = SimpleNamespace(Path=Path)  # lists a local data_dir as tfds.core.Path does
 
     def builder(self, name, data_dir=None):
         self.builder_calls.append((name, data_dir))
@@ -132,6 +134,11 @@ def tfds_cfg(data_dir="gs://kubric-public/tfds", video_len=T, res=R) -> dict:
 def use_fake(monkeypatch, fake: FakeTfds) -> FakeTfds:
     monkeypatch.setattr(movi_tfds, "import_tfds", lambda: fake)
     return fake
+
+
+def progress(root: Path, split: str) -> dict:
+    """The progress record of ``split`` of an export of ``root`` that stopped (in its staging folder)."""
+    return json.loads((staging_dir(root) / split / PROGRESS_FILE).read_text())
 
 
 def read_all(root: Path) -> dict[str, bytes]:
@@ -192,7 +199,7 @@ def test_tfds_resume_after_error_is_byte_identical(tmp_path, monkeypatch):
     use_fake(monkeypatch, FakeTfds(fail_at=("train", 7)))
     with pytest.raises(DataError, match=r"split 'train', record 7 .*failed.*run the export again to resume"):
         export(tfds_cfg(), out, progress=False)
-    record = json.loads((out / "train" / PROGRESS_FILE).read_text())
+    record = progress(out, "train")
     assert record["state"] == "writing" and record["written"] == 7
     assert record["temp_files"] == {name: f".tmp-{name}" for name in ARRAYS}
     assert not (out / "meta.json").exists()
@@ -203,14 +210,14 @@ def test_tfds_resume_after_error_is_byte_identical(tmp_path, monkeypatch):
     assert fake.decoded("train") == list(range(7, 11))
     assert read_all(out) == read_all(tmp_path / "ref")
     assert read_meta(out)["splits"] == read_meta(tmp_path / "ref")["splits"]
-    assert not list(out.rglob(PROGRESS_FILE))
+    assert not list(out.rglob(PROGRESS_FILE)) and not staging_dir(out).exists()
 
 
 def test_tfds_completed_split_not_read_again(tmp_path, monkeypatch):
     use_fake(monkeypatch, FakeTfds(fail_at=("validation", 3)))
     with pytest.raises(DataError, match="split 'validation', record 3"):
         export(tfds_cfg(), tmp_path, progress=False)
-    assert json.loads((tmp_path / "train" / PROGRESS_FILE).read_text())["state"] == "complete"
+    assert progress(tmp_path, "train")["state"] == "complete"
     fake = use_fake(monkeypatch, FakeTfds())
     export(tfds_cfg(), tmp_path, progress=False)
     assert fake.decoded("train") == [] and ("as_dataset", "train", 0) not in fake.log
@@ -232,11 +239,11 @@ def test_tfds_resume_after_hard_kill(tmp_path, monkeypatch):
         from slotbench.data import movi_tfds
         fake = t.FakeTfds(kill_at=("train", 10))
         movi_tfds.import_tfds = lambda: fake
-        movi_tfds.export_tfds(t.tfds_cfg(), {str(out)!r}, progress=False, shard_size=4)
+        movi_tfds.export_tfds(t.tfds_cfg(), {str(staging_dir(out))!r}, progress=False, shard_size=4)
     """)
     proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert json.loads((out / "train" / PROGRESS_FILE).read_text())["written"] == 8
+    assert progress(out, "train")["written"] == 8
 
     fake = use_fake(monkeypatch, FakeTfds())
     export(tfds_cfg(), out, progress=False)
@@ -271,7 +278,7 @@ def test_tfds_bad_record_names_split_and_index(tmp_path, monkeypatch, corrupt, m
     with pytest.raises(DataError, match=rf"split 'validation', record 2: {message}"):
         export(tfds_cfg(), tmp_path, progress=False)
     assert not (tmp_path / "meta.json").exists()
-    assert json.loads((tmp_path / "validation" / PROGRESS_FILE).read_text())["written"] == 2
+    assert progress(tmp_path, "validation")["written"] == 2
 
 
 def test_tfds_wider_integer_segmentations_accepted(tmp_path, monkeypatch):
@@ -342,14 +349,18 @@ def test_tfds_builder_without_splits(tmp_path, monkeypatch):
         export(tfds_cfg(), tmp_path, progress=False)
 
 
-def test_tfds_local_mirror_resumes_bucket_export(tmp_path, monkeypatch):
-    """The data_dir is not part of the resume identity: a run interrupted on the bucket resumes from a mirror."""
+def test_tfds_other_data_dir_starts_afresh_saying_why(tmp_path, monkeypatch, caplog):
+    """The data_dir is part of the resume identity (a mirror may hold another copy): a run
+    interrupted on the bucket does not resume from a mirror; the split starts afresh, saying why."""
     use_fake(monkeypatch, FakeTfds(fail_at=("train", 5)))
     with pytest.raises(DataError):
         export(tfds_cfg(), tmp_path, progress=False)
     fake = use_fake(monkeypatch, FakeTfds())
     export(tfds_cfg(data_dir="/mirror/tfds"), tmp_path, progress=False)
-    assert fake.builder_calls == [("movi_e/16x16:1.0.0", "/mirror/tfds")] and ("skip", "train", 5) in fake.log
+    assert fake.builder_calls == [("movi_e/16x16:1.0.0", "/mirror/tfds")]
+    assert fake.decoded("train") == list(range(11)) and not any(op == "skip" for op, _, _ in fake.log)
+    assert "movi_e train: starting the split afresh: the interrupted export read another source or had other " \
+           "params (source.params.tfds.data_dir: 'gs://kubric-public/tfds' -> '/mirror/tfds')" in caplog.text
 
 
 def test_tfds_missing_split(tmp_path, monkeypatch):
@@ -489,7 +500,7 @@ def test_release_resume_is_byte_identical(tmp_path, monkeypatch):
     monkeypatch.setattr(movi_release, "read_video", flaky)
     with pytest.raises(OSError, match="disk went away"):
         export(cfg, tmp_path / "out", progress=False)
-    assert json.loads((tmp_path / "out" / "test" / PROGRESS_FILE).read_text())["written"] == 1
+    assert progress(tmp_path / "out", "test")["written"] == 1
 
     calls.clear()
     export(cfg, tmp_path / "out", progress=False)
@@ -546,4 +557,176 @@ def test_release_missing_folders(tmp_path):
     write_release(tmp_path / "rel", splits=("train", "val"), names=["v0"])
     with pytest.raises(DataError, match=r"rel/test: split folder not found \(found: train, val\)"):
         export(release_cfg(tmp_path / "rel"), tmp_path / "data", progress=False)
-    assert not (tmp_path / "data" / "train").exists()  # checked before anything is written
+    assert not (tmp_path / "data").exists() and not staging_dir(tmp_path / "data").exists()  # checked first
+
+
+# ----------------------------------------------------------------------------- re-export (issue 29)
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file of an export folder (meta.json included), by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _previous_release_export(tmp_path: Path) -> tuple[dict, Path, dict]:
+    write_release(tmp_path / "rel")
+    cfg = release_cfg(tmp_path / "rel")
+    export(cfg, tmp_path / "data", progress=False)
+    return cfg, tmp_path / "data", tree(tmp_path / "data")
+
+
+def _previous_tfds_export(tmp_path: Path, monkeypatch) -> tuple[dict, Path, dict]:
+    use_fake(monkeypatch, FakeTfds())
+    export(tfds_cfg(), tmp_path / "data", progress=False)
+    return tfds_cfg(), tmp_path / "data", tree(tmp_path / "data")
+
+
+@pytest.mark.parametrize("mistake", ["release resolution", "tfds video_len"])
+def test_a_params_mistake_leaves_the_previous_export_untouched(mistake, tmp_path, monkeypatch):
+    """The issue's two mistakes: MOVi-Solid at a resolution its frames do not have (refused at the
+    first frame), MOVi-D with another frame count (refused at the first record). The export that
+    was there stays, byte for byte, complete and trusted for the params it was made with."""
+    from slotbench.data.dataset import check_current
+
+    if mistake == "release resolution":
+        cfg, root, before = _previous_release_export(tmp_path)
+        wrong = {**cfg, "resolution": R // 2}
+        message = f"00000000_image.png: {R}x{R} pixels, expected {R // 2}x{R // 2}"
+    else:
+        cfg, root, before = _previous_tfds_export(tmp_path, monkeypatch)
+        wrong = tfds_cfg(video_len=T // 2)
+        message = f"record 0: video has {T} frames, expected video_len = {T // 2}"
+    with pytest.raises(DataError, match=message):
+        export(wrong, root, progress=False)
+    assert tree(root) == before
+    check_current(root, cfg)
+    for split in read_meta(root)["splits"]:
+        open_split(root, split, verify_checksums=True)
+
+
+def test_a_killed_reexport_leaves_the_previous_export_untouched(tmp_path, monkeypatch):
+    """SIGKILL in the middle of a re-export (other params: another data_dir) leaves the previous
+    export as it was; the next run resumes in the staging folder and then swaps the new one in."""
+    cfg, root, before = _previous_tfds_export(tmp_path, monkeypatch)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import test_movi_export as t
+        from slotbench.data import movi_tfds
+        from slotbench.data.export import export
+        fake = t.FakeTfds(kill_at=("validation", 2))
+        movi_tfds.import_tfds = lambda: fake
+        export(t.tfds_cfg(data_dir="/mirror/tfds"), {str(root)!r}, progress=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert tree(root) == before
+    assert progress(root, "train")["state"] == "complete" and progress(root, "validation")["state"] == "writing"
+
+    fake = use_fake(monkeypatch, FakeTfds())
+    meta = export(tfds_cfg(data_dir="/mirror/tfds"), root, progress=False)
+    assert fake.decoded("train") == [] and fake.decoded("validation") == [0, 1, 2, 3, 4]
+    assert meta["params"]["tfds"]["data_dir"] == "/mirror/tfds" == read_meta(root)["origin"]["data_dir"]
+    assert read_all(root) == {k: v for k, v in before.items() if k != "meta.json"}  # the same records
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no staging or previous folder left
+
+
+def test_resume_checks_what_was_already_written(tmp_path, monkeypatch, caplog):
+    """A byte of the videos an interrupted run wrote is changed: the split starts afresh, saying
+    why, and the export still ends equal to an uninterrupted one."""
+    use_fake(monkeypatch, FakeTfds())
+    export(tfds_cfg(), tmp_path / "ref", progress=False)
+    out = tmp_path / "out"
+    use_fake(monkeypatch, FakeTfds(fail_at=("train", 7)))
+    with pytest.raises(DataError):
+        export(tfds_cfg(), out, progress=False)
+    temp = staging_dir(out) / "train" / ".tmp-video.npy"
+    data = bytearray(temp.read_bytes())
+    data[-(4 * T * R * R * 3) - 1] ^= 0xFF  # in video 6, the last one written (of 11)
+    temp.write_bytes(bytes(data))
+    fake = use_fake(monkeypatch, FakeTfds())
+    export(tfds_cfg(), out, progress=False)
+    assert fake.decoded("train") == list(range(11))
+    assert "movi_e train: starting the split afresh: the 7 videos already written no longer hash" in caplog.text
+    assert read_all(out) == read_all(tmp_path / "ref")
+
+
+def test_a_damaged_complete_split_is_written_again(tmp_path, monkeypatch, caplog):
+    use_fake(monkeypatch, FakeTfds(fail_at=("validation", 3)))
+    with pytest.raises(DataError):
+        export(tfds_cfg(), tmp_path / "data", progress=False)
+    final = staging_dir(tmp_path / "data") / "train" / "seg.npy"
+    data = bytearray(final.read_bytes())
+    data[-1] ^= 0x01
+    final.write_bytes(bytes(data))
+    fake = use_fake(monkeypatch, FakeTfds())
+    export(tfds_cfg(), tmp_path / "data", progress=False)
+    assert fake.decoded("train") == list(range(11)) and fake.decoded("validation") == [3, 4]
+    assert f"{final} no longer matches its recorded SHA-256" in caplog.text
+    open_split(tmp_path / "data", "train", verify_checksums=True)
+
+
+def test_release_resume_checks_the_source_folder(tmp_path, monkeypatch, caplog):
+    """The same release extracted elsewhere (another resolved path) is another source: afresh."""
+    write_release(tmp_path / "rel")
+    real, calls, failed = movi_release.read_video, [], []
+
+    def flaky(folder, *args):
+        calls.append(folder.name)
+        if len(calls) == 2 and not failed:  # the first run fails at its second video
+            failed.append(folder.name)
+            raise OSError("disk went away")
+        return real(folder, *args)
+
+    monkeypatch.setattr(movi_release, "read_video", flaky)
+    with pytest.raises(OSError):
+        export(release_cfg(tmp_path / "rel"), tmp_path / "data", progress=False)
+    assert progress(tmp_path / "data", "train")["written"] == 1
+    (tmp_path / "rel").rename(tmp_path / "moved")
+    calls.clear()
+    export(release_cfg(tmp_path / "moved"), tmp_path / "data", progress=False)
+    assert calls[:3] == ["a-b", "a", "b"]  # train read from its first video
+    assert f"source.path: '{tmp_path / 'rel' / 'train'}' -> '{tmp_path / 'moved' / 'train'}'" in caplog.text
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("resolution", 64, "movi_e: dataset.resolution: 64, but the TFDS dataset movi_e in data_dir '{d}' has no "
+                       "config 64x64; it has 128x128, 256x256 (dataset.resolution: 128 or 256)"),
+    ("version", "2.0.0", "movi_e: dataset.tfds.version: 2.0.0, but the TFDS dataset movi_e in data_dir '{d}' has no "
+                         "version 2.0.0 of 128x128; it has 1.0.0, 1.1.0"),
+])
+def test_a_config_or_version_the_source_lacks_is_named(key, value, message, tmp_path, monkeypatch):
+    """Instead of TFDS's "dataset not found" and its list of every dataset it knows."""
+    for sub in ("128x128/1.0.0", "128x128/1.1.0", "256x256/1.0.0"):
+        (tmp_path / "tfds" / "movi_e" / sub).mkdir(parents=True)
+    fake = use_fake(monkeypatch, FakeTfds())
+
+    def not_found(name, data_dir=None):
+        raise ValueError("Dataset movi_e not found.\nAvailable datasets:\n\t- abstract_reasoning")
+
+    fake.builder = not_found
+    cfg = tfds_cfg(data_dir=str(tmp_path / "tfds"), res=128)
+    if key == "resolution":
+        cfg["resolution"] = value
+    else:
+        cfg["tfds"]["version"] = value
+    with pytest.raises(DataError) as info:
+        export(cfg, tmp_path / "data", progress=False)
+    assert str(info.value) == message.format(d=tmp_path / "tfds")
+
+
+def test_tensorflow_is_imported_quietly(tmp_path, monkeypatch):
+    """TensorFlow reads its logging settings when it is imported: they are set before that."""
+    for name in ("tensorflow", "tensorflow_datasets"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(
+            "import os\nSEEN = {k: os.environ.get(k) for k in ('TF_CPP_MIN_LOG_LEVEL', 'TF_ENABLE_ONEDNN_OPTS')}\n")
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for key in movi_tfds.QUIET_TF:
+        monkeypatch.delenv(key, raising=False)
+    tfds = movi_tfds.import_tfds()
+    assert sys.modules["tensorflow"].SEEN == tfds.SEEN == {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # a user's own setting is kept
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    movi_tfds.import_tfds()
+    assert sys.modules["tensorflow"].SEEN["TF_CPP_MIN_LOG_LEVEL"] == "0"

@@ -25,6 +25,7 @@ pytest.importorskip("tensorflow_datasets", reason="needs the movi extra: pip ins
 from conftest import copy_params  # noqa: E402
 from movi_tfds_fixture import record  # noqa: E402
 
+from slotbench.data.publish import staging_dir  # noqa: E402
 from slotbench.data.storage import PROGRESS_FILE, open_split, read_meta  # noqa: E402
 
 pytestmark = pytest.mark.tensorflow
@@ -128,7 +129,7 @@ def test_export_resumes_after_kill(tfds_dir, tmp_path):
     assert killed.returncode == -signal.SIGKILL
     root = project / "data" / "movi_e"
     assert not (root / "meta.json").exists()
-    assert json.loads((root / "train" / PROGRESS_FILE).read_text())["written"] == 4
+    assert json.loads((staging_dir(root) / "train" / PROGRESS_FILE).read_text())["written"] == 4
 
     _export(project)
     for split in SPLITS:
@@ -139,16 +140,44 @@ def test_export_resumes_after_kill(tfds_dir, tmp_path):
     assert read_meta(root)["splits"] == read_meta(reference / "data" / "movi_e")["splits"]
 
 
-def test_wrong_frame_count_is_refused(tmp_path, tfds_dir):
-    project = _project(tmp_path, tfds_dir)
-    path = project / "params" / "datasets" / "movi_e.yaml"
+def _edit(project: Path, name: str, **changes) -> None:
+    path = project / "params" / "datasets" / f"{name}.yaml"
     cfg = yaml.safe_load(path.read_text())
-    cfg["dataset"]["video_len"] = 24
+    cfg["dataset"].update(changes)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    result = _export(project, check=False)
+
+
+def test_wrong_frame_count_is_refused_and_the_previous_export_kept(tmp_path, tfds_dir):
+    """The issue's MOVi-D mistake (another video_len) stops at record 0 and leaves the export that
+    was there as it was."""
+    project = _project(tmp_path, tfds_dir, "movi_d")
+    _export(project, "movi_d")
+    root = project / "data" / "movi_d"
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    _edit(project, "movi_d", video_len=2 * T)
+    result = _export(project, "movi_d", check=False)
     assert result.returncode != 0
-    assert "record 0" in result.stderr and "expected video_len = 24" in result.stderr
-    assert not (project / "data" / "movi_e" / "meta.json").exists()
+    assert "record 0" in result.stderr and f"expected video_len = {2 * T}" in result.stderr
+    assert {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} == before
+
+
+def test_a_resolution_the_source_lacks_is_named(tmp_path, tfds_dir):
+    project = _project(tmp_path, tfds_dir)
+    _edit(project, "movi_e", resolution=2 * R)
+    result = _export(project, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f"movi_e: dataset.resolution: {2 * R}, but the TFDS dataset movi_e in data_dir '{tfds_dir}' has no config "
+            f"{2 * R}x{2 * R}; it has {R}x{R} (dataset.resolution: {R})") in result.stderr
+
+
+def test_the_export_is_quiet(tmp_path, tfds_dir):
+    """Without any TensorFlow logging settings of its own, the export prints its progress bars and
+    nothing of TensorFlow's start-up (oneDNN, CPU instructions, absl, deprecations)."""
+    project = _project(tmp_path, tfds_dir)
+    env = {k: v for k, v in ENV.items() if not k.startswith("TF_")}
+    result = _export(project, env=env)
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines and all(line.startswith("movi_e ") and "video" in line for line in lines), result.stderr[-3000:]
 
 
 def test_missing_local_mirror_names_the_path(tmp_path):

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from slotbench.report.curves import CORE, plot_curves, read_history, write_curves
-from slotbench.report.frames import matched_segmentation, slot_layers
-from slotbench.report.media import GAP, LABEL_HEIGHT, MIN_TILE, gif_uri, strip
+from slotbench.report.media import gif_uri
+from slotbench.visualize import GAP, LABEL_HEIGHT, MIN_TILE, matched_segmentation, slot_layers, strip
 
 from browser import INSTALL_HINT, DevTools, find_chromium
 from conftest import REPO, copy_params, edit_yaml
@@ -89,14 +89,27 @@ def report_project(tmp_path_factory) -> Path:
 
 def test_snakemake_builds_a_self_contained_report(report_project):
     page = (report_project / REPORT).read_text()
-    for heading in ("Results", "Videos and slots", "Compositional generation", "Training curves",
-                    "Parameters and versions"):
+    for heading in ("Results", "Videos and slots", "Compositional generation", "Videos to watch (MP4)",
+                    "Training curves", "Parameters and versions"):
         assert f"<h2>{heading}</h2>" in page
     # 3 test videos x (segmentations + SAVi's decomposition) + SAVi's composed videos
     assert page.count('src="data:image/gif;base64,') == 3 * 2 + 1
     assert page.count('src="data:image/png;base64,') == 1  # the training curves
-    assert not re.search(r'(src|href)="(?!data:|#)', page), "every resource is embedded"
+    assert not re.search(r'src="(?!data:)', page), "every image is embedded"
+    # the only links out of the page: the MP4s of eval_recon and eval_comp_gen (3 test videos each)
+    links = [link for link in re.findall(r'href="([^"]*)"', page) if not link.startswith(("#", "data:"))]
+    assert links == [f"savi/seed0/vis/{i}_{kind}.mp4" for i in range(3) for kind in ("comp", "recon")]
+    assert all((report_project / "results/shapes" / link).is_file() for link in links)
     assert "FG-ARI" in page and "torch" in page and "num_slots" in page
+    # the table names the MLflow run, where the evaluation's metrics sit next to the training's
+    from mlflow.tracking import MlflowClient
+
+    run_id = (report_project / "results/shapes/savi/seed0/_work/mlflow_run_id").read_text().split()[0]
+    assert pd.read_csv(report_project / "results/shapes/table.csv", dtype=str).loc[0, "mlflow_run"] == run_id
+    assert run_id in page
+    metrics = MlflowClient(f"sqlite:///{report_project / 'results/mlflow.db'}").get_run(run_id).data.metrics
+    assert {"train/loss", "val/fg_ari", "eval/fg_ari", "eval/miou", "eval/mbo", "eval/mse", "eval/psnr",
+            "eval/ssim", "eval/comp_gen_videos"} <= set(metrics)
     train = pd.read_csv(report_project / "results/shapes/savi/seed0/curves/train.csv")
     val = pd.read_csv(report_project / "results/shapes/savi/seed0/curves/val.csv")
     assert list(train["step"]) == [2, 4, 6] and train["loss"].notna().all() and train["lr"].notna().all()

@@ -115,3 +115,15 @@ def test_atomic_files_get_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_differences_name_each_changed_key():
+    """What the stale-export error and the resume warnings say changed (slotbench.io.differences)."""
+    from slotbench.io import differences
+
+    before = {"seed": 0, "tfds": {"data_dir": "gs://b", "version": "1.0.0"}, "splits": ["train"]}
+    assert differences(before, before) == ""
+    now = {"seed": 1, "tfds": {"data_dir": "/m", "version": "1.0.0"}, "splits": ["train", "test"], "new": 2}
+    assert differences(before, now, "dataset.", limit=3) == (
+        "dataset.new: <absent> -> 2, dataset.seed: 0 -> 1, dataset.splits: ['train'] -> ['train', 'test'] and 1 more")
+    assert differences(before, now, limit=9).endswith("tfds.data_dir: 'gs://b' -> '/m'")

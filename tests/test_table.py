@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from slotbench.io import write_json
-from slotbench.table import COLUMNS, dataset_table, model_table, write_table
+from slotbench.io import read_json, write_json
+from slotbench.table import COLUMNS, RUN_COLUMN, dataset_table, model_table, write_table
 
 
 def _run(tmp_path, seed, ari, lpips=0.2, fvd=None):
@@ -22,7 +22,7 @@ def _run(tmp_path, seed, ari, lpips=0.2, fvd=None):
 def test_model_and_dataset_tables(tmp_path):
     runs = {0: _run(tmp_path, 0, 80.0, fvd=100.0), 1: _run(tmp_path, 1, 90.0, fvd=120.0)}
     frame = model_table("shapes", "savi", runs)
-    assert list(frame.columns) == ["dataset", "model", "seed", *COLUMNS, "notes"]
+    assert list(frame.columns) == ["dataset", "model", "seed", *COLUMNS, "mlflow_run", "notes"]
     assert list(COLUMNS) == ["FG-ARI", "mIoU", "mBO", "MSE", "PSNR", "SSIM", "LPIPS", "FVD (recon)", "FVD (comp-gen)"]
     assert list(frame["seed"]) == ["0", "1", "mean", "std"]
     assert frame.loc[2, "FG-ARI"] == pytest.approx(85.0)
@@ -56,3 +56,18 @@ def test_a_seed_without_a_metric_leaves_its_mean_and_std_empty(tmp_path):
     assert pd.isna(frame.loc["mean", "LPIPS"]) and pd.isna(frame.loc["std", "LPIPS"])
     assert frame.loc["mean", "FG-ARI"] == pytest.approx(80.0)
     assert frame.loc["mean", "notes"] == "LPIPS: missing for seed 1"
+
+
+def test_rows_name_their_mlflow_run(tmp_path):
+    """Each seed's row says which MLflow run its metrics were logged to (``mlflow_run_id`` of its
+    records); empty for a run evaluated without tracking and for the mean and std rows."""
+    run_id = "0123456789abcdef0123456789abcdef"
+    runs = {0: _run(tmp_path, 0, 80.0), 1: _run(tmp_path, 1, 90.0)}
+    for path in runs[0].values():
+        write_json(path, {**read_json(path), "mlflow_run_id": run_id})
+    write_json(runs[1]["seg"], {**read_json(runs[1]["seg"]), "mlflow_run_id": None})
+    frame = model_table("shapes", "savi", runs)
+    assert list(frame[RUN_COLUMN]) == [run_id, "", "", ""]
+    write_table(frame, tmp_path / "savi.csv")
+    both = dataset_table([tmp_path / "savi.csv"])
+    assert both.loc[0, RUN_COLUMN] == run_id and pd.isna(both.loc[1, RUN_COLUMN])

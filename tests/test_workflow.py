@@ -52,7 +52,7 @@ def _planned_rules(dry_run_output: str) -> set[str]:
 def _check_table(project: Path, models=("savi",), videos: int = 3) -> None:
     for model in models:
         table = pd.read_csv(project / f"results/shapes/{model}/table.csv", dtype={"seed": str})
-        assert list(table.columns) == ["dataset", "model", "seed", *COLUMNS, "notes"]
+        assert list(table.columns) == ["dataset", "model", "seed", *COLUMNS, "mlflow_run", "notes"]
         assert list(table["seed"]) == ["0", "mean", "std"]
         seg = json.loads((project / f"results/shapes/{model}/seed0/seg.json").read_text())
         assert seg["num_videos"] == videos and seg["split"] == "test" and seg["model"] == model

@@ -20,9 +20,11 @@ stages (each reads params/ and writes the files named):
               (STEVE and SlotDiffusion read their tokenizer's model.pt)
   eval-seg    FG-ARI / mIoU / mBO on full videos        -> results/{dataset}/{model}/seed{S}/seg.json
   eval-recon  decode slots back to videos: MSE, PSNR,   -> .../recon.json, .../eval/{gt,recon}_vids/
-              SSIM, LPIPS
+              SSIM, LPIPS; MP4s to watch                   .../vis/{idx}_recon.mp4
   eval-comp-gen  decode slots composed across videos    -> .../comp_gen.json, .../eval/comp_vids/
+                                                           .../vis/{idx}_comp.mp4
   fvd         FVD of the reconstructed / composed videos -> .../fvd_recon.json, .../fvd_comp.json
+              (the eval-* stages and fvd also log their metrics to the training's MLflow run)
   table       collect metrics into CSV tables          -> results/{dataset}/{model}/table.csv, results/{dataset}/table.csv
   report      HTML page: table, videos, slots, curves  -> results/{dataset}/report.html, .../seed{S}/curves/*.csv
 utilities:
@@ -161,7 +163,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
         result = run_eval_seg(cfg["eval"], cfg["runtime"], paths.CHECKPOINT.format(**fmt),
                               paths.DATA_DIR.format(dataset=args.dataset), paths.SEG_METRICS.format(**fmt), progress,
-                              run=fmt)
+                              run=fmt, tracking=cfg["tracking"])
         print({k: result[k] for k in ("FG-ARI", "mIoU", "mBO", "num_videos")})
     elif args.command in ("eval-recon", "eval-comp-gen"):
         from .evaluation.reconstruction import run_eval_comp_gen, run_eval_recon
@@ -172,7 +174,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = (run_eval_recon if recon else run_eval_comp_gen)(
             cfg["eval"], cfg["runtime"], paths.CHECKPOINT.format(**fmt), paths.DATA_DIR.format(dataset=args.dataset),
             (paths.RECON_METRICS if recon else paths.COMP_GEN_RECORD).format(**fmt), paths.VIDEO_ROOT.format(**fmt),
-            progress, run=fmt)
+            progress, run=fmt, tracking=cfg["tracking"])
         print({k: result[k] for k in ("MSE", "PSNR", "SSIM", "LPIPS", "num_videos") if k in result})
     elif args.command == "fvd":
         from .evaluation.fvd import run_fvd
@@ -180,7 +182,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = config.resolve(args.dataset, args.model, args.params_dir)
         fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
         record = (paths.RECON_METRICS if args.kind == "recon" else paths.COMP_GEN_RECORD).format(**fmt)
-        result = run_fvd(cfg["fvd"], args.kind, record, paths.FVD_METRICS.format(kind=args.kind, **fmt), progress)
+        result = run_fvd(cfg["fvd"], args.kind, record, paths.FVD_METRICS.format(kind=args.kind, **fmt), progress,
+                         tracking=cfg["tracking"])
         print({"FVD": result["FVD"], "kind": args.kind})
     elif args.command == "table":
         _table(args)

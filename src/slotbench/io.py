@@ -94,6 +94,37 @@ def read_json(path: str | os.PathLike) -> Any:
     return data
 
 
+def differences(before: Any, now: Any, prefix: str = "", limit: int = 3) -> str:
+    """How two JSON-like records differ, for an error or warning: ``"key.sub: 1 -> 2, other: ..."``.
+
+    Mappings are compared key by key (a key missing on one side reads ``<absent>``); anything
+    else is compared as a whole. At most ``limit`` differences are named, then how many more
+    there are. Returns ``""`` when the records are equal.
+    """
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for name in sorted(set(a) | set(b), key=str):
+                walk(a.get(name, _ABSENT), b.get(name, _ABSENT), f"{key}.{name}" if key else str(name))
+        elif a != b:
+            found.append(f"{prefix}{key}: {a!r} -> {b!r}" if key else f"{a!r} -> {b!r}")
+
+    walk(before, now, "")
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return ", ".join(found[:limit]) + more
+
+
+class _Absent:
+    """Stands for a key that one of the records compared by :func:`differences` lacks."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:

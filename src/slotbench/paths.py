@@ -13,6 +13,10 @@ from pathlib import Path
 PARAMS_DIR = "params"
 DATA_DIR = "data/{dataset}"
 DATA_META = "data/{dataset}/meta.json"
+#: A copy of meta.json that Snakemake's export rule makes once data/{dataset}/ is published: the
+#: rule's output, which the later rules depend on. Snakemake deletes a job's output before the job
+#: and after a failure; that must never be the export itself (see slotbench.data.publish).
+EXPORT_RECEIPT = "data/{dataset}.export.json"
 TOKENIZER_DIR = "results/{dataset}/{tokenizer}"
 TOKENIZER_CHECKPOINT = TOKENIZER_DIR + "/model.pt"
 TOKENIZER_SUMMARY = TOKENIZER_DIR + "/train.json"
@@ -23,6 +27,7 @@ SEG_METRICS = RUN_DIR + "/seg.json"
 RECON_METRICS = RUN_DIR + "/recon.json"
 COMP_GEN_RECORD = RUN_DIR + "/comp_gen.json"
 VIDEO_ROOT = RUN_DIR + "/eval"          # gt_vids/, recon_vids/, comp_vids/ (StyleGAN-V frame folders)
+VIS_DIR = RUN_DIR + "/vis"              # {idx}_recon.mp4, {idx}_comp.mp4: videos to watch (eval.vis_videos)
 FVD_METRICS = RUN_DIR + "/fvd_{kind}.json"  # kind: recon | comp
 MODEL_TABLE = "results/{dataset}/{model}/table.csv"
 DATASET_TABLE = "results/{dataset}/table.csv"
@@ -41,18 +46,27 @@ _TRAINING_CODE = ("io.py", "runtime.py", "weights.py", "config/*.py", "data/data
                   "models/*.py", "training/*.py", "evaluation/segmentation.py", *_SEGMENTATION_METRICS,
                   "metrics/lpips.py", "interop/*.py")
 
+#: What reading the exported data imports: the loaders, and the params fingerprint the export is checked against.
+_DATA_CODE = ("config/*.py", "data/dataset.py", "data/storage.py")
+
+#: What the evaluation stages import to log their metrics to the training's MLflow run.
+_EVAL_TRACKING = ("evaluation/tracking.py", "training/tracking.py")
+
 #: Source files (globs relative to the package) whose change must re-run a stage.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "export": ("io.py", "config/*.py", "data/export.py", "data/storage.py", "data/synthetic.py", "data/movi_*.py"),
+    "export": ("io.py", "config/*.py", "data/export.py", "data/publish.py", "data/storage.py", "data/synthetic.py",
+               "data/movi_*.py"),
     "tokenizer": _TRAINING_CODE,
     "train": _TRAINING_CODE,
-    "eval_seg": ("io.py", "runtime.py", "data/dataset.py", "data/storage.py", "models/*.py",
-                 "training/checkpoint.py", "training/tasks.py", "evaluation/segmentation.py", *_SEGMENTATION_METRICS),
-    "eval_recon": ("io.py", "runtime.py", "weights.py", "data/dataset.py", "data/storage.py", "models/*.py",
-                   "training/checkpoint.py", "training/tasks.py", "evaluation/reconstruction.py", "metrics/*.py"),
-    "fvd": ("io.py", "weights.py", "evaluation/fvd.py", "metrics/fvd.py", "metrics/frechet.py"),
+    "eval_seg": ("io.py", "runtime.py", *_DATA_CODE, "models/*.py",
+                 "training/checkpoint.py", "training/tasks.py", "evaluation/segmentation.py", *_SEGMENTATION_METRICS,
+                 *_EVAL_TRACKING),
+    "eval_recon": ("io.py", "runtime.py", "weights.py", "visualize.py", *_DATA_CODE, "models/*.py",
+                   "training/checkpoint.py", "training/tasks.py", "evaluation/reconstruction.py",
+                   "evaluation/videos.py", "metrics/*.py", *_EVAL_TRACKING),
+    "fvd": ("io.py", "weights.py", "evaluation/fvd.py", "metrics/fvd.py", "metrics/frechet.py", *_EVAL_TRACKING),
     "table": ("io.py", "table.py"),
-    "report": ("io.py", "runtime.py", "visualize.py", "data/dataset.py", "data/storage.py", "models/*.py",
+    "report": ("io.py", "runtime.py", "visualize.py", *_DATA_CODE, "models/*.py",
                "training/checkpoint.py", "training/tasks.py", "training/tracking.py", "report/*.py"),
 }
 

@@ -1,7 +1,9 @@
 """Check a subcommand's input files before it starts, so a missing one is one sentence plus the fix.
 
 Each input is paired with the command that makes it; Snakemake and DVC always run that command
-first, so these errors are met only when stages are run by hand out of order.
+first, so these errors are met only when stages are run by hand out of order. The dataset export
+must also be current: made from the dataset params as they are now
+(:func:`slotbench.data.dataset.check_current`); Snakemake and DVC re-export when those change.
 """
 
 from __future__ import annotations
@@ -81,14 +83,21 @@ def required_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def check_inputs(args: argparse.Namespace) -> None:
     """Check the dataset and model names, then raise :class:`MissingInputError` naming the first
-    missing input and the command that makes it."""
+    missing input and the command that makes it, or :class:`~slotbench.data.storage.DataError`
+    when the stage would read a dataset export that is not current."""
     from .config import resolve, resolve_dataset
 
-    if getattr(args, "dataset", None):
-        resolve_dataset(args.dataset, args.params_dir)
+    dataset_cfg = resolve_dataset(args.dataset, args.params_dir) if getattr(args, "dataset", None) else None
     if getattr(args, "model", None) and args.command != "import-original":  # which may name a tokenizer
         resolve(args.dataset, args.model, args.params_dir)
-    for path, make in required_inputs(args):
-        if not Path(path).exists():
+    inputs = required_inputs(args)
+    export = _export(args.dataset)[0] if dataset_cfg else None
+    for path, make in inputs:
+        if not Path(path).exists():  # Snakemake makes the export as its receipt (paths.EXPORT_RECEIPT)
+            target = paths.EXPORT_RECEIPT.format(dataset=args.dataset) if (path, make) == export else path
             raise MissingInputError(f"{path} does not exist; make it first with `{make}` "
-                                    f"(or let `snakemake --cores N {path}` run every stage it needs)")
+                                    f"(or let `snakemake --cores N {target}` run every stage it needs)")
+    if export in inputs:  # the stage reads the exported data
+        from .data.dataset import check_current
+
+        check_current(paths.DATA_DIR.format(dataset=args.dataset), dataset_cfg)

@@ -3,6 +3,10 @@
 A metric that could not be computed (e.g. LPIPS or FVD without their weights) is an empty
 cell, and the row's ``notes`` says which file holds the reason; it is never filled in, and the
 mean and std over seeds of such a column are empty too (not the mean of the other seeds).
+
+``mlflow_run`` is the MLflow run the row's metrics were logged to (the training's run, where
+``mlflow ui`` shows them as ``eval/*`` next to the losses), as the metric files record it
+(``mlflow_run_id``); empty when they were not logged (tracking off, or trained without it).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ SOURCES = {
     "FVD (comp-gen)": ("fvd_comp", "FVD"),
 }
 COLUMNS = tuple(SOURCES)
+#: The column naming the MLflow run of a seed's row.
+RUN_COLUMN = "mlflow_run"
 REASON_KEYS = {"LPIPS": "lpips_missing_reason", "FVD (recon)": "reason", "FVD (comp-gen)": "reason"}
 
 
@@ -54,6 +60,7 @@ def model_table(dataset: str, model: str, runs: dict[int, dict[str, str | Path]]
             row[column] = float("nan") if value is None else float(value)
             if value is None:
                 notes.append(f"{column}: not computed, see {Path(files[kind]).name} ({REASON_KEYS.get(column, '')})")
+        row[RUN_COLUMN] = " ".join(sorted({r["mlflow_run_id"] for r in records.values() if r.get("mlflow_run_id")}))
         row["notes"] = "; ".join(notes)
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -61,15 +68,15 @@ def model_table(dataset: str, model: str, runs: dict[int, dict[str, str | Path]]
     partial = "; ".join(f"{column}: missing for seed {', '.join(frame['seed'][values[column].isna()])}"
                         for column in COLUMNS if values[column].isna().any() and values[column].notna().any())
     mean = {"dataset": dataset, "model": model, "seed": "mean", **values.mean(skipna=False).to_dict(),
-            "notes": partial}
-    std = {"dataset": dataset, "model": model, "seed": "std", "notes": partial,
+            RUN_COLUMN: "", "notes": partial}
+    std = {"dataset": dataset, "model": model, "seed": "std", RUN_COLUMN: "", "notes": partial,
            **(values.std(ddof=1, skipna=False).to_dict() if len(frame) > 1 else {c: float("nan") for c in COLUMNS})}
     return pd.concat([frame, pd.DataFrame([mean, std])], ignore_index=True)
 
 
 def dataset_table(model_tables: list[str | Path]) -> pd.DataFrame:
     """Concatenate per-model tables into the dataset's table."""
-    return pd.concat([pd.read_csv(p, dtype={"seed": str}, keep_default_na=True) for p in model_tables],
+    return pd.concat([pd.read_csv(p, dtype={"seed": str, RUN_COLUMN: str}, keep_default_na=True) for p in model_tables],
                      ignore_index=True)
 
 

@@ -1,8 +1,10 @@
-"""Pictures of videos and segmentations: previews for docs, benchmarks and reports.
+"""Pictures of videos and segmentations: previews for docs, benchmarks, reports and the
+evaluation's MP4s.
 
 Segmentations are coloured with a fixed palette (id 0 black); a predicted segmentation can
 first be relabelled to the ground-truth ids it overlaps most (Hungarian matching), so the same
-object keeps its colour in both rows.
+object keeps its colour in both rows. Videos are uint8 RGB ``[T, H, W, 3]``; :func:`strip`
+puts several side by side, each captioned.
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+#: Smallest displayed tile side in pixels (:func:`strip`): small videos are enlarged (nearest neighbour) to it.
+MIN_TILE = 96
+LABEL_HEIGHT = 14
+GAP = 2
+#: Pixels a slot did not take, in :func:`slot_layers`.
+EMPTY = 255
 
 
 def id_colours(n: int) -> np.ndarray:
@@ -49,6 +58,62 @@ def match_to_gt(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Relabel ``pred`` (one video, any shape) with :func:`match_ids`, so each predicted segment
     takes the colour of the GT object it overlaps most."""
     return match_ids(gt, pred)[pred]
+
+
+def matched_segmentation(gt: np.ndarray, pred: np.ndarray, num_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pred`` (slot ids ``[T, H, W]``) relabelled to GT ids ``[T, H, W]``, and each slot's id (``[num_slots]``)."""
+    mapping = match_ids(gt, pred, num_slots)
+    return mapping[pred], mapping[:num_slots]
+
+
+def slot_layers(video: np.ndarray, pred: np.ndarray, slot_ids: np.ndarray) -> list[tuple[int, np.ndarray, tuple]]:
+    """One ``[T, H, W, 3]`` layer per slot (its pixels of ``video``, the rest white), ordered by
+    the GT id the slot was matched to: ``(slot, layer, display colour)``."""
+    palette = id_colours(int(slot_ids.max()) + 1)
+    layers = []
+    for slot in np.argsort(slot_ids, kind="stable"):
+        mask = (pred == slot)[..., None]
+        layers.append((int(slot), np.where(mask, video, EMPTY).astype(np.uint8),
+                       tuple(int(c) for c in palette[slot_ids[slot]])))
+    return layers
+
+
+def enlarge(video: np.ndarray, side: int = MIN_TILE) -> np.ndarray:
+    """Nearest-neighbour enlargement of ``[T, H, W, 3]`` by the integer factor that reaches ``side``."""
+    factor = max(1, -(-side // video.shape[1]))
+    return video.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def _label(text: str, width: int, colour: tuple[int, int, int] | None) -> np.ndarray:
+    """A white ``[LABEL_HEIGHT, width, 3]`` caption, with a colour bar underneath when given."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, LABEL_HEIGHT), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((2, 1), text, fill="black")
+    if colour is not None:
+        draw.rectangle((0, LABEL_HEIGHT - 3, width, LABEL_HEIGHT), fill=tuple(int(c) for c in colour))
+    return np.asarray(image)
+
+
+def strip(tiles: list[np.ndarray], labels: list[str],
+          colours: list[tuple[int, int, int] | None] | None = None) -> np.ndarray:
+    """Videos side by side, each enlarged and captioned: ``[T, LABEL_HEIGHT + H', W', 3]``.
+
+    Args:
+        tiles: videos ``[T, H, W, 3]`` with the same ``T``, ``H`` and ``W``.
+        labels: one caption per tile.
+        colours: optional colour bar under each caption (e.g. the colour a slot was matched to).
+    """
+    colours = colours or [None] * len(tiles)
+    big = [enlarge(t) for t in tiles]
+    t, h, w, _ = big[0].shape
+    out = np.full((t, LABEL_HEIGHT + h, len(big) * (w + GAP) - GAP, 3), 255, np.uint8)
+    for i, (video, label, colour) in enumerate(zip(big, labels, colours)):
+        x = i * (w + GAP)
+        out[:, :LABEL_HEIGHT, x:x + w] = _label(label, w, colour)
+        out[:, LABEL_HEIGHT:, x:x + w] = video
+    return out
 
 
 def make_grid(rows: list[np.ndarray], num_frames: int = 4, scale: int = 2, gap: int = 2) -> np.ndarray:

@@ -74,7 +74,9 @@ def render_dvc_yaml(params_dir: str | Path = paths.PARAMS_DIR) -> str:
             "cmd": f"slotbench export --dataset {d} --no-progress{opt}",
             "deps": _code("export"),
             "params": _params(_with_profile(ds_file, param_sources(ds_layers, ("dataset",)))),
-            "outs": [data_dir],
+            # persist: DVC would delete the previous export before the command runs; the command
+            # replaces it itself, only once the new one is complete (slotbench.data.publish)
+            "outs": [{data_dir: {"persist": True}}],
         }
         cfgs = {m: resolve(d, m, params_dir) for m in grid["models"]}
         model_cfgs = {m: c["model"] for m, c in cfgs.items()}

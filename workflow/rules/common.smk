@@ -45,6 +45,11 @@ def export_params(wildcards):
     return _canonical(resolve_dataset(wildcards.dataset, PARAMS_DIR))
 
 
+def export_meta(wildcards):
+    """The published export's meta.json, which the export rule copies to its receipt."""
+    return paths.DATA_META.format(dataset=wildcards.dataset)
+
+
 def tokenizer_params(wildcards):
     cfg = resolve_tokenizer(wildcards.dataset, wildcards.tokenizer, PARAMS_DIR)
     return _canonical(stage_params(cfg, "tokenizer"))
@@ -53,7 +58,7 @@ def tokenizer_params(wildcards):
 def tokenizer_inputs(wildcards):
     """The data, or the original checkpoint that `init: {from: original}` imports instead of training."""
     init = resolve_tokenizer(wildcards.dataset, wildcards.tokenizer, PARAMS_DIR)["tokenizer"]["init"]
-    return {"init": init["path"]} if init else {"meta": paths.DATA_META.format(dataset=wildcards.dataset)}
+    return {"init": init["path"]} if init else {"export": paths.EXPORT_RECEIPT.format(dataset=wildcards.dataset)}
 
 
 def train_inputs(wildcards):
@@ -62,7 +67,7 @@ def train_inputs(wildcards):
     model = resolve(wildcards.dataset, wildcards.model, PARAMS_DIR)["model"]
     if model["init"]:
         return {"init": model["init"]["path"]}
-    inputs = {"meta": paths.DATA_META.format(dataset=wildcards.dataset)}
+    inputs = {"export": paths.EXPORT_RECEIPT.format(dataset=wildcards.dataset)}
     tokenizer = model.get("tokenizer")
     if tokenizer:
         inputs["tokenizer"] = paths.TOKENIZER_CHECKPOINT.format(dataset=wildcards.dataset, tokenizer=tokenizer)

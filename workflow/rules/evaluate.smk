@@ -1,7 +1,7 @@
 rule eval_seg:
     input:
         checkpoint=paths.CHECKPOINT,
-        meta=paths.DATA_META,
+        export=paths.EXPORT_RECEIPT,
         code=code("eval_seg"),
     output:
         seg=paths.SEG_METRICS,
@@ -19,7 +19,7 @@ rule eval_seg:
 rule eval_recon:
     input:
         checkpoint=paths.CHECKPOINT,
-        meta=paths.DATA_META,
+        export=paths.EXPORT_RECEIPT,
         code=code("eval_recon"),
     output:
         record=paths.RECON_METRICS,
@@ -37,7 +37,7 @@ rule eval_recon:
 rule eval_comp_gen:
     input:
         checkpoint=paths.CHECKPOINT,
-        meta=paths.DATA_META,
+        export=paths.EXPORT_RECEIPT,
         gt_frames=paths.RECON_METRICS,  # eval_recon writes the ground-truth frames first
         code=code("eval_comp_gen"),
     output:

@@ -1,13 +1,19 @@
+# Output: a receipt (a copy of the published meta.json), not data/{dataset}/ itself. Snakemake
+# deletes a job's output before the job and after a failure; the export command replaces
+# data/{dataset}/ only once the new export is complete (slotbench.data.publish), so a failed
+# re-export leaves the previous one in place, and a missing receipt re-runs the export.
 rule export:
     input:
         code=code("export"),
     output:
-        meta=paths.DATA_META,
+        receipt=paths.EXPORT_RECEIPT,
     params:
         dataset=export_params,
+        meta=export_meta,
     resources:
         **job_resources("export"),
     log:
         "logs/export/{dataset}.log",
     shell:
-        "{PYTHON} -m slotbench export --dataset {wildcards.dataset} 2>&1 | log_to {log}"
+        "{PYTHON} -m slotbench export --dataset {wildcards.dataset} 2>&1 | log_to {log}; "
+        "cp {params.meta} {output.receipt}"

@@ -1,7 +1,7 @@
 rule report:
     input:
         table=paths.DATASET_TABLE,
-        meta=paths.DATA_META,
+        export=paths.EXPORT_RECEIPT,
         checkpoints=expand(paths.CHECKPOINT, model=GRID["models"], seed=GRID["seeds"], allow_missing=True),
         summaries=expand(paths.TRAIN_SUMMARY, model=GRID["models"], seed=GRID["seeds"], allow_missing=True),
         comp_frames=expand(paths.COMP_GEN_RECORD, model=GRID["models"], seed=GRID["seeds"], allow_missing=True),

@@ -227,6 +227,7 @@ EVAL = {
     "seed": integer(0),
     "save_videos": boolean(),
     "lpips": boolean(),
+    "vis_videos": integer(0),
 }
 
 FVD = {

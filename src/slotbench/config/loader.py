@@ -227,13 +227,14 @@ def _resolve_pair(layers: list[Layer], schema: dict, section: str, name: str, wh
 _NO_EFFECT = {"train": ("checkpoint_every", "num_workers", "val_every")}
 
 #: The ``eval`` keys each evaluation stage reads (``evaluation/segmentation.py``, ``reconstruction.py``):
-#: those of every model (``seed`` and ``save_videos`` are written into every record), then those of
-#: SlotDiffusion's sampling decoder alone (SAVi and STEVE decode deterministically and ignore them).
+#: those of every model (``seed`` and ``save_videos`` are written into every record; ``vis_videos``
+#: says how many MP4s go to ``<run>/vis/``), then those of SlotDiffusion's sampling decoder alone
+#: (SAVi and STEVE decode deterministically and ignore them).
 _EVAL_KEYS = {
     "eval_seg": (("split", "num_videos", "batch_size", "chunk_len"), ()),
-    "eval_recon": (("split", "num_videos", "chunk_len", "recon_batch_size", "seed", "save_videos", "lpips"),
-                   ("sampler", "sampler_steps")),
-    "eval_comp_gen": (("split", "num_videos", "chunk_len", "comp_batch_size", "seed", "save_videos"),
+    "eval_recon": (("split", "num_videos", "chunk_len", "recon_batch_size", "seed", "save_videos", "lpips",
+                    "vis_videos"), ("sampler", "sampler_steps")),
+    "eval_comp_gen": (("split", "num_videos", "chunk_len", "comp_batch_size", "seed", "save_videos", "vis_videos"),
                       ("sampler", "sampler_steps")),
 }
 

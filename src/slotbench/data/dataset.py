@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..config import fingerprint
+from ..io import differences
 from .storage import DataError, open_split, read_meta
 
 
@@ -38,6 +40,22 @@ def check_compatible(root: str | os.PathLike, resolution: int, video_len: int) -
             f"{root}/meta.json: data is {meta['video_len']} frames of {meta['resolution']}x{meta['resolution']}, "
             f"the configuration expects {video_len} frames of {resolution}x{resolution}"
         )
+    return meta
+
+
+def check_current(root: str | os.PathLike, dataset_cfg: dict) -> dict:
+    """The export's ``meta.json`` when it was made from ``dataset_cfg``, the dataset section the
+    params give now; otherwise :class:`DataError`, one line naming what changed and the command that
+    re-exports. Every stage that reads the data calls this first (the command line before the stage
+    starts, :func:`slotbench.preflight.check_inputs`; training and the tokenizer again in the loop),
+    so that data exported with other params (a failed re-export keeps the previous one, see
+    :mod:`slotbench.data.publish`) is never used."""
+    meta = read_meta(root)
+    if meta.get("params_fingerprint") != fingerprint(dataset_cfg):
+        changed = (f"exported -> now: {differences(meta['params'], dataset_cfg, 'dataset.')}" if "params" in meta
+                   else "its params fingerprint differs")
+        raise DataError(f"{root}/meta.json: stale export, made with other dataset params than the current ones "
+                        f"({changed}); re-export with `slotbench export --dataset {dataset_cfg['name']}`")
     return meta
 
 

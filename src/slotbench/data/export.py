@@ -1,13 +1,18 @@
 """The export stage: produce ``data/{dataset}/`` in the storage format from the dataset's source.
 
-- ``source: synthetic``: generated in memory (:mod:`slotbench.data.synthetic`), always rewritten.
+- ``source: synthetic``: generated in memory (:mod:`slotbench.data.synthetic`).
 - ``source: tfds`` (MOVi-D/E): read with TensorFlow Datasets (:mod:`slotbench.data.movi_tfds`).
 - ``source: release`` (MOVi-Solid/Tex): the extracted release folders (:mod:`slotbench.data.movi_release`).
 
+Every export is written into a staging folder beside ``data/{dataset}/`` and swapped in only once
+complete and verified (:mod:`slotbench.data.publish`), so the previous export stays readable until
+then, whatever stops the new one. ``meta.json`` is written last and records the dataset params
+(``params``) and their fingerprint (``params_fingerprint``), against which every stage that reads
+the data checks the current params (:func:`slotbench.data.dataset.check_current`).
+
 The MOVi exports are resumable: an interrupted run leaves ``{split}/.progress.json`` and the
-temporary arrays, and the next run continues where it stopped (see
-:func:`slotbench.data.storage.write_split_resumable`). ``meta.json`` is always written last,
-then the progress records are removed.
+temporary arrays in the staging folder, and the next run with the same source and params
+continues where it stopped (see :func:`slotbench.data.storage.write_split_resumable`).
 """
 
 from __future__ import annotations
@@ -17,55 +22,63 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import fingerprint
-from .storage import SplitWriter, clear_progress, write_meta
+from .publish import is_staged, publish, recover, staging_dir
+from .storage import SplitWriter, write_meta
 from .synthetic import generate_split
 
 SYNTHETIC_SPLITS = ("train", "validation", "test")
 
 
 def export(dataset_cfg: dict, root: str | Path, progress: bool = True) -> dict:
-    """Write every split of ``dataset_cfg`` under ``root`` and ``meta.json`` last; return the metadata."""
+    """Write every split of ``dataset_cfg`` and ``meta.json`` (last) into the staging folder of
+    ``root``, then publish it as ``root``; return the metadata."""
     root = Path(root)
     source = dataset_cfg["source"]
     if source not in ("synthetic", "tfds", "release"):
         raise NotImplementedError(f"dataset.source '{source}' ({dataset_cfg['name']}): unknown source")
-    origin = {}
-    if source == "synthetic":
-        (root / "meta.json").unlink(missing_ok=True)  # the folder is incomplete until meta.json is rewritten
-        splits = {}
-        for index, split in enumerate(SYNTHETIC_SPLITS):
-            shutil.rmtree(root / split, ignore_errors=True)
-            splits[split] = _export_synthetic_split(dataset_cfg, root, split, index, progress)
-    elif source == "tfds":
+    recover(root)
+    params_fingerprint = fingerprint(dataset_cfg)
+    if not is_staged(root, params_fingerprint):
+        staging = staging_dir(root)
+        if source == "synthetic":
+            shutil.rmtree(staging, ignore_errors=True)
+        (staging / "meta.json").unlink(missing_ok=True)  # of other params: the staging folder is being rewritten
+        splits, origin = _write_splits(dataset_cfg, staging, progress)
+        meta = {
+            "dataset": dataset_cfg["name"],
+            "source": source,
+            "resolution": dataset_cfg["resolution"],
+            "video_len": dataset_cfg["video_len"],
+            "splits": splits,
+            "params": dataset_cfg,
+            "params_fingerprint": params_fingerprint,
+            "slotbench_version": __version__,
+        }
+        if origin:
+            meta["origin"] = origin
+        write_meta(staging, meta)
+    return publish(root)
+
+
+def _write_splits(cfg: dict, staging: Path, progress: bool) -> tuple[dict, dict]:
+    """Write every split into ``staging``; return the ``splits`` and ``origin`` entries of meta.json."""
+    if cfg["source"] == "synthetic":
+        return {split: _export_synthetic_split(cfg, staging, split, index, progress)
+                for index, split in enumerate(SYNTHETIC_SPLITS)}, {}
+    if cfg["source"] == "tfds":
         from .movi_tfds import export_tfds, tfds_name
 
-        splits = export_tfds(dataset_cfg, root, progress=progress)
-        origin = {"tfds": tfds_name(dataset_cfg), "data_dir": dataset_cfg["tfds"]["data_dir"],
-                  "order": "TFDS default read order (shuffle_files=False), as the original",
-                  "pixels": "exact TFDS uint8 pixels (the original re-encodes frames as JPEG)"}
-    else:
-        from .movi_release import export_release
+        return export_tfds(cfg, staging, progress=progress), {
+            "tfds": tfds_name(cfg), "data_dir": cfg["tfds"]["data_dir"],
+            "order": "TFDS default read order (shuffle_files=False), as the original",
+            "pixels": "exact TFDS uint8 pixels (the original re-encodes frames as JPEG)"}
+    from .movi_release import export_release
 
-        splits = export_release(dataset_cfg, root, progress=progress)
-        origin = {"release_path": str(Path(dataset_cfg["release"]["path"]).resolve()),
-                  "num_masks": dataset_cfg["release"]["num_masks"],
-                  "order": "video folders sorted as the original (sorted glob '*/')",
-                  "seg": "binary masks merged as the original (argmax after an all-ones background plane)"}
-    meta = {
-        "dataset": dataset_cfg["name"],
-        "source": source,
-        "resolution": dataset_cfg["resolution"],
-        "video_len": dataset_cfg["video_len"],
-        "splits": splits,
-        "params_fingerprint": fingerprint(dataset_cfg),
-        "slotbench_version": __version__,
-    }
-    if origin:
-        meta["origin"] = origin
-    write_meta(root, meta)
-    for split in splits:
-        clear_progress(root, split)
-    return meta
+    return export_release(cfg, staging, progress=progress), {
+        "release_path": str(Path(cfg["release"]["path"]).resolve()),
+        "num_masks": cfg["release"]["num_masks"],
+        "order": "video folders sorted as the original (sorted glob '*/')",
+        "seg": "binary masks merged as the original (argmax after an all-ones background plane)"}
 
 
 def _export_synthetic_split(cfg: dict, root: Path, split: str, index: int, progress: bool) -> dict:

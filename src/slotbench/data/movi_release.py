@@ -8,14 +8,17 @@ Layout read (SlotDiffusion ``docs/data.md`` and ``datasets/steve_movi.py``)::
 - Videos are the non-hidden sub-folders of the split folder, in the original's order: it lists
   them with ``glob('{split}/*/')`` and sorts the resulting paths, i.e. sorts the names with a
   trailing ``/`` (so ``a-b`` comes before ``a``). Video ``i`` here is the original's ``data_idx``.
+- Files are decoded with OpenCV (``cv2.imdecode`` of the file's bytes; the original reads the
+  masks with OpenCV too): the same pixels as PIL's decode and conversions, about 1.2x faster for a
+  whole video folder (``bench/results/movi_png_read.md``).
 - Frames ``0 .. video_len-1`` are read (as the original, extra frames are ignored) and converted
-  to RGB. They must already be ``resolution x resolution``: the original's bilinear resize is
-  the identity at 128, and slotbench does not resize.
+  to RGB (grey and palette expanded, alpha dropped, as PIL's ``convert("RGB")``). They must
+  already be ``resolution x resolution``: the original's bilinear resize is the identity at 128,
+  and slotbench does not resize.
 - Masks are read as 8-bit grey. Accepted: grey, 1-bit, grey+alpha, and RGB(A)/palette PNGs
-  whose three channels are equal (``torchvision.utils.save_image`` writes RGB); for all of these
-  the values are those of the original's ``cv2.imread(..., IMREAD_GRAYSCALE)`` (checked against
-  OpenCV on every kind). A colour mask (channels differ), where the grey conversions of PIL and
-  libpng round differently, is refused.
+  whose three colour channels are equal (``torchvision.utils.save_image`` writes RGB); for all of
+  these the values are those of the original's ``cv2.imread(..., IMREAD_GRAYSCALE)``. A colour
+  mask (channels differ), whose grey value would depend on the conversion's rounding, is refused.
 
 The mask merge (bit-compatible with the original's ``_merge_masks``): an all-ones plane is put
 in front of the ``num_masks`` planes and the stack is argmaxed, so pixel id = ``k + 1`` for the
@@ -33,7 +36,9 @@ frame or mask, a frame or mask of another size, a 16-bit, float or colour mask. 
 PIL's ``LOAD_TRUNCATED_IMAGES`` and would silently accept a truncated frame.)
 
 Resume (see :func:`slotbench.data.storage.write_split_resumable`): the files are read by index,
-so a resumed split starts directly at the first unsaved video and reads nothing twice.
+so a resumed split starts directly at the first unsaved video and reads nothing twice. It
+resumes only from the same release folder (resolved path), the same video folder names and
+the same dataset params.
 ``num_objects`` is the number of distinct non-zero ids in the merged video.
 """
 
@@ -45,14 +50,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .storage import DataError, write_split_resumable
 
 DEFAULT_SHARD_SIZE = 64
 FRAME = "{t:08d}_image.png"
 MASK = "{t:08d}_mask_{k:02d}.png"
-MASK_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")  # 8-bit (or 1-bit) images, read as grey
 
 
 def list_videos(split_dir: str | os.PathLike) -> list[str]:
@@ -77,48 +80,58 @@ def merge_masks(masks: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _open_image(path: Path) -> Image.Image:
+def _decode(path: Path, flags: int) -> np.ndarray:
+    """``cv2.imdecode`` of the file at ``path`` (``[H, W]`` or ``[H, W, C]``, channels BGR(A));
+    a missing, corrupt or truncated file is a :class:`DataError` naming it."""
+    import cv2
+
     try:
-        image = Image.open(path)
-        image.load()  # decode now: a truncated or corrupt file fails here, with its name
+        data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     except FileNotFoundError as err:
         raise DataError(f"{path}: missing") from err
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError ...
-        raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
+    except OSError as err:  # a folder of that name, no permission, an I/O error
+        raise DataError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+    try:
+        image = cv2.imdecode(data, flags) if data.size else None
+    except cv2.error as err:
+        raise DataError(f"{path}: unreadable image ({err})") from err
+    if image is None:
+        raise DataError(f"{path}: unreadable image (OpenCV cannot decode it: corrupt, truncated or not an image)")
     return image
 
 
-def _check_size(path: Path, image: Image.Image, resolution: int) -> None:
-    if image.size != (resolution, resolution):
-        raise DataError(f"{path}: {image.size[0]}x{image.size[1]} pixels, expected {resolution}x{resolution}")
+def _check_size(path: Path, image: np.ndarray, resolution: int) -> None:
+    if image.shape[:2] != (resolution, resolution):
+        raise DataError(f"{path}: {image.shape[1]}x{image.shape[0]} pixels, expected {resolution}x{resolution}")
 
 
 def read_frame(path: Path, resolution: int) -> np.ndarray:
     """One frame as uint8 [R, R, 3] (RGB)."""
-    with _open_image(path) as image:
-        _check_size(path, image, resolution)
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    import cv2
+
+    image = _decode(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # BGR, 8 bits
+    _check_size(path, image, resolution)
+    return np.ascontiguousarray(image[..., ::-1])
 
 
 def read_mask(path: Path, resolution: int) -> np.ndarray:
     """One binary mask as uint8 [R, R] grey values (foreground 255)."""
-    with _open_image(path) as image:
-        _check_size(path, image, resolution)
-        if image.mode not in MASK_MODES:
-            raise DataError(f"{path}: image mode {image.mode!r}, expected an 8-bit mask ({', '.join(MASK_MODES)})")
-        if image.mode in ("1", "L", "LA"):
-            mask = np.asarray(image.convert("L"), dtype=np.uint8)
-        else:  # colour or palette: must be grey (equal channels), where every reader gives the same value
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-            mask = rgb[..., 0]
-            if not (np.array_equal(mask, rgb[..., 1]) and np.array_equal(mask, rgb[..., 2])):
-                raise DataError(f"{path}: a colour mask (its RGB channels differ); expected a grey binary mask")
+    import cv2
+
+    image = _decode(path, cv2.IMREAD_UNCHANGED)  # grey [R, R], or BGR / BGRA [R, R, C] (palette expanded)
+    _check_size(path, image, resolution)
+    if image.dtype != np.uint8:
+        raise DataError(f"{path}: {image.dtype} pixels, expected an 8-bit mask (grey, 1-bit, palette or RGB)")
+    mask = image if image.ndim == 2 else image[..., 0]
+    if image.ndim == 3 and image.shape[2] >= 3:  # colour or palette: must be grey (equal channels)
+        if not (np.array_equal(mask, image[..., 1]) and np.array_equal(mask, image[..., 2])):
+            raise DataError(f"{path}: a colour mask (its RGB channels differ); expected a grey binary mask")
     if mask.max() == 1:
         raise DataError(
             f"{path}: the mask stores its foreground as 1, not 255; the original's merge (argmax against an "
             "all-ones background plane) would turn such masks into background everywhere, so they are refused"
         )
-    return mask
+    return np.ascontiguousarray(mask)
 
 
 def read_video(folder: Path, video_len: int, resolution: int, num_masks: int
@@ -152,16 +165,12 @@ def _split_dir(cfg: dict, split: str) -> Path:
 
 def export_release(cfg: dict, root: str | Path, progress: bool = True,
                    shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, dict]:
-    """Import every split of a ``source: release`` dataset under ``root``; return the ``splits`` part of meta.json.
-
-    ``meta.json`` itself is written by the caller (:func:`slotbench.data.export.export`), last;
-    an existing one is removed only once every split folder was found.
-    """
+    """Import every split of a ``source: release`` dataset under ``root`` (the staging folder); return
+    the ``splits`` part of meta.json, which the caller (:func:`slotbench.data.export.export`) writes."""
     num_masks, video_len, resolution = cfg["release"]["num_masks"], cfg["video_len"], cfg["resolution"]
     if num_masks > 255:
         raise DataError(f"{cfg['name']}: release.num_masks = {num_masks}; at most 255 ids fit the uint8 storage")
     split_dirs = {split: _split_dir(cfg, split) for split in cfg["splits"]}  # fail before writing anything
-    (Path(root) / "meta.json").unlink(missing_ok=True)  # the folder is incomplete until meta.json is rewritten
     splits = {}
     for split, split_dir in split_dirs.items():
         names = list_videos(split_dir)
@@ -171,8 +180,8 @@ def export_release(cfg: dict, root: str | Path, progress: bool = True,
             "source": "release",
             "path": str(split_dir.resolve()),
             "split": split,
-            "num_masks": num_masks,
             "videos_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
+            "params": cfg,
         }
 
         def read(start: int, split_dir: Path = split_dir, names: list[str] = names

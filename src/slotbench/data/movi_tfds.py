@@ -23,22 +23,31 @@ in 0..255); an error names the split and the record index. ``num_objects`` is th
 distinct non-zero ids in the video's segmentation (objects visible in at least one frame).
 
 Resume (see :func:`slotbench.data.storage.write_split_resumable`): the arrays are flushed and
-``data/{dataset}/{split}/.progress.json`` rewritten every ``shard_size`` videos and on any error.
-A second run continues at video ``n`` of the interrupted split with ``dataset.skip(n)`` on the
-same TFDS pipeline (so the order is unchanged). What is read again: TFDS still reads the first
-``n`` serialized records of the split from ``data_dir`` (and, depending on TensorFlow's
-``skip`` implementation, decodes their video and segmentations) before discarding them inside
-tf.data; none of them reaches Python, is validated or written again. Reading from the bucket
-is what costs, so a resumed run of a large split is best pointed at a local mirror. Splits
-already completed are not read again at all. Sub-split slicing (``train[n:]``) would skip
-whole shard files but changes TFDS's interleaved order, so it is not used.
+``{split}/.progress.json`` in the staging folder (:mod:`slotbench.data.publish`) rewritten
+every ``shard_size`` videos and on any error. A second run with the same dataset params (TFDS
+name, config, version, ``data_dir``: a mirror may hold another copy) continues at video ``n``
+of the interrupted split with ``dataset.skip(n)`` on the same TFDS pipeline (so the order is
+unchanged). What is read again: TFDS still reads the first ``n`` serialized records of the
+split from ``data_dir`` (and, depending on TensorFlow's ``skip`` implementation, decodes their
+video and segmentations) before discarding them inside tf.data; none of them reaches Python, is
+validated or written again. Reading from the bucket is what costs, so a resumed run of a large
+split is best pointed at a local mirror. Splits already completed are not read again at all.
+Sub-split slicing (``train[n:]``) would skip whole shard files but changes TFDS's interleaved
+order, so it is not used.
+
+A config or version that ``data_dir`` does not hold is named by its params key
+(``dataset.resolution``, ``dataset.tfds.version``) with the ones it does hold, rather than TFDS's
+"dataset not found" and its list of every dataset TFDS knows.
 
 TensorFlow and TensorFlow Datasets are an optional extra (``pip install 'slotbench[movi]'``),
-imported only when a MOVi export runs.
+imported only when a MOVi export runs, and quietly (:data:`QUIET_TF`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,10 +60,21 @@ EXTRA = "pip install 'slotbench[movi]'"
 PUBLIC_DATA_DIR = "gs://kubric-public/tfds"  # Kubric's public bucket (challenges/movi/README.md)
 DEFAULT_SHARD_SIZE = 64
 DECODED_FEATURES = {"video": True, "segmentations": True}  # tfds.decode.PartialDecoding spec
+#: Set (unless already set) before TensorFlow is imported: its C++ start-up messages (oneDNN, CPU
+#: instructions, CUDA drivers) are INFO or WARNING lines that an export does not need; errors stay.
+#: Without oneDNN's custom operations TensorFlow prints nothing about them; the export only decodes
+#: PNG frames, which they do not touch.
+QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+CONFIG_NAME = re.compile(r"(\d+)x(\d+)")  # a MOVi builder config: the frame size, e.g. 128x128
+VERSION_NAME = re.compile(r"\d+\.\d+\.\d+")
 
 
 def import_tfds() -> Any:
-    """Import ``tensorflow_datasets`` (lazily: it is an optional extra); tests replace this function."""
+    """Import ``tensorflow_datasets`` (lazily: it is an optional extra) without TensorFlow's start-up
+    logging (:data:`QUIET_TF`; TFDS's Python warnings, e.g. deprecations inside TFDS, are hidden
+    too, its errors are not); tests replace this function."""
+    for key, value in QUIET_TF.items():
+        os.environ.setdefault(key, value)
     try:
         import tensorflow  # noqa: F401  (tensorflow-datasets imports it only when a dataset is read)
         import tensorflow_datasets as tfds
@@ -63,6 +83,7 @@ def import_tfds() -> Any:
             f"exporting MOVi-D/E needs TensorFlow and TensorFlow Datasets, which are not installed ({err}); "
             f"install the optional extra: {EXTRA}"
         ) from err
+    logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS logs through absl's Python logger
     return tfds
 
 
@@ -101,6 +122,33 @@ def _brief(err: BaseException, limit: int = 600) -> str:
     return f"{type(err).__name__}: {text}"
 
 
+def _listing(tfds: Any, folder: str, pattern: re.Pattern) -> list[str]:
+    """The names in a folder of ``data_dir`` (local or ``gs://``) matching ``pattern``; none if it cannot be listed."""
+    try:
+        names = [p.name.rstrip("/") for p in tfds.core.Path(folder).iterdir()]
+    except Exception:  # noqa: BLE001  (missing, unreachable: the caller falls back to TFDS's own error)
+        return []
+    return sorted((n for n in names if pattern.fullmatch(n)), key=lambda n: [int(x) for x in re.findall(r"\d+", n)])
+
+
+def _not_held(tfds: Any, cfg: dict) -> str | None:
+    """When ``data_dir`` holds the builder but not the config (``dataset.resolution``) or the version
+    (``dataset.tfds.version``) the params ask for: an error naming that key and what is there."""
+    tf_cfg, r = cfg["tfds"], cfg["resolution"]
+    folder = f"{tf_cfg['data_dir'].rstrip('/')}/{tf_cfg['builder']}"
+    where = f"the TFDS dataset {tf_cfg['builder']} in data_dir {tf_cfg['data_dir']!r}"
+    configs = _listing(tfds, folder, CONFIG_NAME)
+    if configs and f"{r}x{r}" not in configs:
+        sizes = [m[1] for m in map(CONFIG_NAME.fullmatch, configs) if m[1] == m[2]]
+        return (f"{cfg['name']}: dataset.resolution: {r}, but {where} has no config {r}x{r}; it has "
+                f"{', '.join(configs)} (dataset.resolution: {' or '.join(sizes) or 'none fits'})")
+    versions = _listing(tfds, f"{folder}/{r}x{r}", VERSION_NAME) if configs else []
+    if versions and tf_cfg["version"] not in versions:
+        return (f"{cfg['name']}: dataset.tfds.version: {tf_cfg['version']}, but {where} has no version "
+                f"{tf_cfg['version']} of {r}x{r}; it has {', '.join(versions)}")
+    return None
+
+
 def open_builder(tfds: Any, cfg: dict) -> Any:
     """``tfds.builder(name, data_dir=...)``, with an error saying what could not be reached and what to do."""
     name, data_dir = tfds_name(cfg), cfg["tfds"]["data_dir"]
@@ -111,10 +159,10 @@ def open_builder(tfds: Any, cfg: dict) -> Any:
         raise DataError(f"{cfg['name']}: opening {name} needs a module that is not installed ({err}); "
                         f"install the optional extra: {EXTRA}") from err
     except Exception as err:  # TFDS / tf.io.gfile raise many types (DatasetNotFoundError, tf.errors.*, OSError)
-        raise DataError(
+        raise DataError(_not_held(tfds, cfg) or (
             f"{cfg['name']}: could not open the TFDS dataset {name} in data_dir {data_dir!r} "
             f"({_brief(err)}). {_mirror_hint(cfg)}"
-        ) from err
+        )) from err
     if not available:  # e.g. a builder class registered earlier in this process, pointed at an empty data_dir
         raise DataError(f"{cfg['name']}: no prepared dataset {name} (no splits) in data_dir {data_dir!r}. "
                         f"{_mirror_hint(cfg)}")
@@ -191,22 +239,22 @@ def _records(tfds: Any, builder: Any, cfg: dict, split: str, start: int
 
 def export_tfds(cfg: dict, root: str | Path, progress: bool = True,
                 shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, dict]:
-    """Export every split of a ``source: tfds`` dataset under ``root``; return the ``splits`` part of meta.json.
+    """Export every split of a ``source: tfds`` dataset under ``root`` (the staging folder); return
+    the ``splits`` part of meta.json, which the caller (:func:`slotbench.data.export.export`) writes.
 
-    ``meta.json`` itself is written by the caller (:func:`slotbench.data.export.export`), last;
-    an existing one is removed only once TFDS and the dataset could be opened. The number of
-    videos of each split comes from ``builder.info.splits[split].num_examples``.
+    The number of videos of each split comes from ``builder.info.splits[split].num_examples``. A
+    split resumes only with the same dataset params, which name the TFDS dataset, its config and
+    version, and ``data_dir``.
     """
     tfds = import_tfds()
     builder = open_builder(tfds, cfg)
     name = tfds_name(cfg)
-    (Path(root) / "meta.json").unlink(missing_ok=True)  # the folder is incomplete until meta.json is rewritten
     splits = {}
     for split in cfg["splits"]:
         num_videos = int(builder.info.splits[split].num_examples)
         if num_videos < 1:
             raise DataError(f"{cfg['name']}: split {split!r} of {name} has no examples")
-        source = {"source": "tfds", "name": name, "split": split}  # data_dir may change (bucket -> mirror)
+        source = {"source": "tfds", "split": split, "params": cfg}  # params: TFDS name, config, version, data_dir
         splits[split] = write_split_resumable(
             root, split, num_videos, cfg["video_len"], cfg["resolution"], source,
             read=lambda start, split=split: _records(tfds, builder, cfg, split, start),

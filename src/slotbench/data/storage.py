@@ -16,19 +16,24 @@ Resumable exports (MOVi: hours of reading) go through :func:`write_split_resumab
 one more file while a split is being written::
 
     {split}/.tmp-video.npy ...     the temporary memory-mapped arrays (fixed names)
-    {split}/.progress.json         {"state": "writing", "written": n, ...}: videos 0..n-1 are
-                                   flushed to the temporary files; or {"state": "complete",
-                                   "split_meta": {...}} once the arrays are renamed into place
+    {split}/.progress.json         {"state": "writing", "written": n, "written_sha256": ...}:
+                                   videos 0..n-1 are flushed to the temporary files and hash to
+                                   written_sha256; or {"state": "complete", "split_meta": {...}}
+                                   once the arrays are renamed into place
 
 The progress record is rewritten (atomically) only after the temporary arrays are flushed, so
-it never claims more than what is on disk. A later run with the same source reopens the
-temporary arrays in ``r+`` mode (:meth:`SplitWriter.resume`) and continues at video ``n``;
-with another source, or missing/mismatched temporary files, the split starts over. The
-export stage removes the progress records after ``meta.json`` is written.
+it never claims more than what is on disk. A later run resumes only when everything agrees:
+the same source and params (the record's identity), temporary arrays of the right shape, and
+the ``n`` videos in them still hashing to ``written_sha256`` (a complete split: its final files
+still matching their SHA-256). Then it reopens the temporary arrays in ``r+`` mode
+(:meth:`SplitWriter.resume`) and continues at video ``n``; otherwise the split starts afresh
+and a warning says why. The export stage removes the progress records before it publishes
+the export (:mod:`slotbench.data.publish`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -39,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..io import RECORD_DIGEST_KEY, TMP_PREFIX, read_json, sha256_file, write_json, write_record
+from ..io import RECORD_DIGEST_KEY, TMP_PREFIX, differences, read_json, sha256_file, write_json, write_record
 
 FORMAT = "slotbench-video-v1"
 ARRAYS = ("video.npy", "seg.npy", "num_objects.npy")
@@ -111,6 +116,14 @@ class SplitWriter:
         """The temporary file name (inside the split folder) of every array."""
         return {name: path.name for name, path in self._tmp.items()}
 
+    def hash_written(self, count: int) -> hashlib._Hash:
+        """SHA-256 of videos ``0 .. count-1`` as written (see :func:`_hash_video`), read back from the arrays."""
+        digest = hashlib.sha256()
+        for i in range(count):
+            _hash_video(digest, self._arrays["video.npy"][i], self._arrays["seg.npy"][i],
+                       self._arrays["num_objects.npy"][i])
+        return digest
+
     def flush(self) -> None:
         """Write every array's dirty pages to disk (``msync``): what was written so far survives a crash."""
         for arr in self._arrays.values():
@@ -156,6 +169,12 @@ class SplitWriter:
             tmp.unlink(missing_ok=True)
 
 
+def _hash_video(digest: hashlib._Hash, video: np.ndarray, seg: np.ndarray, num_objects: np.integer) -> None:
+    """Add one video (uint8 [T,H,W,3], uint8 [T,H,W], its int16 object count) to a running SHA-256."""
+    for part in (video, seg, np.asarray(num_objects, dtype=np.int16)):
+        digest.update(np.ascontiguousarray(part).tobytes())
+
+
 def _progress_path(root: str | os.PathLike, split: str) -> Path:
     return Path(root) / split / PROGRESS_FILE
 
@@ -174,7 +193,7 @@ def read_progress(root: str | os.PathLike, split: str) -> dict | None:
 
 
 def clear_progress(root: str | os.PathLike, split: str) -> None:
-    """Remove a split's progress record (call after ``meta.json`` is written)."""
+    """Remove a split's progress record (call once ``meta.json`` is written, before publishing)."""
     _progress_path(root, split).unlink(missing_ok=True)
 
 
@@ -194,8 +213,9 @@ def write_split_resumable(
 
     Args:
         root, split, num_videos, video_len, resolution: as for :class:`SplitWriter`.
-        source: a JSON-serialisable identity of what is read (dataset name, version, split, ...).
-            A progress record is used only when its ``source`` equals this one.
+        source: a JSON-serialisable identity of what is read and how: where from (TFDS name,
+            config and version, data_dir; a release path), the split, the dataset params. A
+            progress record is used only when its ``source`` equals this one.
         read: ``read(start)`` yields ``(video uint8 [T,H,W,3], seg uint8 [T,H,W], num_objects)``
             for videos ``start, start+1, ...`` of the split, in order (already validated).
         shard_size: the temporary arrays are flushed and the progress record rewritten every
@@ -204,10 +224,13 @@ def write_split_resumable(
             ``shard_size - 1`` videos of work.
         progress: show a progress bar (videos, rate, ETA).
 
-    A split whose progress record says ``complete`` (an earlier run finished it but stopped
-    before ``meta.json``) is not written again: its recorded meta entry is returned after
-    checking the final files' sizes. A source that yields fewer or more than ``num_videos``
-    videos raises :class:`DataError`.
+    Before resuming, what was already written is checked: the ``n`` videos in the temporary
+    arrays must still hash to the record's ``written_sha256`` (read back once: a resume reads
+    the written part of the split from disk, which is far cheaper than reading it from the
+    source again). A split whose progress record says ``complete`` (an earlier run finished it
+    but stopped before publishing) is not written again when its final files still match their
+    SHA-256. Whatever does not match starts the split afresh, with a warning that says why. A
+    source that yields fewer or more than ``num_videos`` videos raises :class:`DataError`.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -215,28 +238,29 @@ def write_split_resumable(
     desc = desc or split
     identity = {"source": source, "num_videos": num_videos, "video_len": video_len, "resolution": resolution}
     record = read_progress(root, split)
-    writer, start = None, 0
-    if record is not None and {k: record.get(k) for k in identity} == identity:
-        if record.get("state") == "complete" and _final_files_match(folder, record.get("split_meta")):
-            log.warning("%s: already complete (%s), not written again", desc, _progress_path(root, split))
-            return record["split_meta"]
-        if record.get("state") == "writing":
-            try:
-                writer = SplitWriter.resume(root, split, num_videos, video_len, resolution)
-                start = int(record["written"])
-                log.warning("%s: resuming at video %d of %d", desc, start, num_videos)
-            except (DataError, KeyError, TypeError, ValueError) as err:
-                log.warning("%s: cannot resume (%s); starting over", desc, err)
-                writer = None
-    elif record is not None:
-        log.warning("%s: the progress record is for another source or shape; starting over", desc)
+    writer, start, digest = None, 0, hashlib.sha256()
+    if record is not None:
+        changed = differences({k: record.get(k) for k in identity}, identity)
+        if changed:
+            why = f"the interrupted export read another source or had other params ({changed})"
+        elif record.get("state") == "complete":
+            why = _changed_final_files(folder, record.get("split_meta"))
+            if not why:
+                log.warning("%s: already complete (%s), not written again", desc, _progress_path(root, split))
+                return record["split_meta"]
+        else:
+            writer, start, digest, why = _reopen(root, split, identity, record)
+        if writer is None:
+            log.warning("%s: starting the split afresh: %s", desc, why)
+        else:
+            log.warning("%s: resuming at video %d of %d", desc, start, num_videos)
     if writer is None:
         shutil.rmtree(folder, ignore_errors=True)
-        writer, start = SplitWriter(root, split, num_videos, video_len, resolution), 0
+        writer = SplitWriter(root, split, num_videos, video_len, resolution)
 
     def save(state: str, written: int, split_meta: dict | None = None) -> None:
         entry = {"format": PROGRESS_FORMAT, "state": state, **identity, "written": written,
-                 "shard_size": shard_size, "temp_files": writer.temp_files}
+                 "written_sha256": digest.hexdigest(), "shard_size": shard_size, "temp_files": writer.temp_files}
         if split_meta is not None:
             entry["split_meta"] = split_meta
         write_json(_progress_path(root, split), entry)
@@ -250,6 +274,7 @@ def write_split_resumable(
             if done >= num_videos:
                 raise DataError(f"{desc}: the source holds more than the {num_videos} videos it announced")
             writer.write(done, video[None], seg[None], np.array([count], dtype=np.int16))
+            _hash_video(digest, video, seg, count)
             done += 1
             bar.update(1)
             if done % shard_size == 0:
@@ -271,14 +296,38 @@ def write_split_resumable(
     return split_meta
 
 
-def _final_files_match(folder: Path, split_meta: dict | None) -> bool:
+def _reopen(root: str | os.PathLike, split: str, identity: dict, record: dict
+            ) -> tuple[SplitWriter | None, int, hashlib._Hash, str]:
+    """Reopen the temporary arrays of an interrupted split whose record has this ``identity``:
+    ``(writer, videos written, their running SHA-256, "")``, or ``(None, 0, fresh hash, why not)``."""
+    if record.get("state") != "writing":
+        return None, 0, hashlib.sha256(), f"unknown state {record.get('state')!r} in {_progress_path(root, split)}"
+    try:
+        written = int(record["written"])
+        if not 0 <= written <= identity["num_videos"]:
+            raise ValueError(f"{written} videos written of {identity['num_videos']}")
+        writer = SplitWriter.resume(root, split, identity["num_videos"], identity["video_len"], identity["resolution"])
+    except (DataError, KeyError, TypeError, ValueError) as err:
+        return None, 0, hashlib.sha256(), f"cannot resume ({err})"
+    digest = writer.hash_written(written)
+    if digest.hexdigest() != record.get("written_sha256"):
+        writer.abort()
+        return None, 0, hashlib.sha256(), (f"the {written} videos already written no longer hash to the SHA-256 "
+                                           f"recorded in {_progress_path(root, split)} (changed or damaged since)")
+    return writer, written, digest, ""
+
+
+def _changed_final_files(folder: Path, split_meta: dict | None) -> str:
+    """Why the final arrays of a split recorded as complete cannot be reused (``""``: they can)."""
     if not isinstance(split_meta, dict) or not isinstance(split_meta.get("files"), dict):
-        return False
+        return "its progress record holds no file list"
     for name in ARRAYS:
         info, path = split_meta["files"].get(name), folder / name
         if not isinstance(info, dict) or not path.is_file() or path.stat().st_size != info.get("bytes"):
-            return False
-    return True
+            return f"{path} is missing or of another size than recorded"
+        if sha256_file(path) != info.get("sha256"):
+            return f"{path} no longer matches its recorded SHA-256"
+    return ""
 
 
 def write_meta(root: str | os.PathLike, meta: dict) -> None:

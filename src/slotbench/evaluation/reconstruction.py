@@ -31,6 +31,11 @@ SlotDiffusion, ``idx`` = index of the video in the split), pixel values
 ``round(clamp(x * 0.5 + 0.5, 0, 1) * 255)``, each file written atomically. A stage first clears
 its own folder (``recon_vids`` / ``comp_vids``); in ``gt_vids``, folders of videos outside the
 evaluated set are removed, so FVD never mixes in stale videos.
+
+MP4s to watch of the first ``eval.vis_videos`` videos go to ``<run>/vis/`` (:mod:`.videos`). With
+the ``tracking`` section given, the metrics (MSE, PSNR, SSIM, LPIPS; for compositional generation
+the number of composed videos) also go to the MLflow run of the training (:mod:`.tracking`), and
+the record names it (``mlflow_run_id``, ``null`` when not logged).
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ from ..models import SAVi, SlotDiffusion, STEVE
 from ..models.diffusion import REFERENCE_STEPS, model_evaluations
 from ..training.tasks import load_trained
 from ..weights import MissingWeightsError
+from . import videos
+from .tracking import log_evaluation, training_run
 
 __all__ = ["run_eval_recon", "run_eval_comp_gen", "compose_slots", "decode_slots", "decoder_settings",
            "EVAL_KEYS", "GT_DIR", "RECON_DIR", "COMP_DIR"]
@@ -63,7 +70,8 @@ GT_DIR, RECON_DIR, COMP_DIR = "gt_vids", "recon_vids", "comp_vids"
 #: the same frames, greedy decoding being deterministic).
 STEVE_DECODE_BATCH = 24
 #: The eval-config keys these stages read (besides ``split``, ``num_videos``, ``chunk_len``).
-EVAL_KEYS = ("recon_batch_size", "comp_batch_size", "sampler", "sampler_steps", "seed", "save_videos", "lpips")
+EVAL_KEYS = ("recon_batch_size", "comp_batch_size", "sampler", "sampler_steps", "seed", "save_videos", "lpips",
+             "vis_videos")
 METRICS = ("mse", "psnr", "ssim", "lpips")
 NAMES = {"mse": "MSE", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
 
@@ -202,13 +210,30 @@ def _json_float(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
+def _write_recon_mp4s(folder: Path, model: nn.Module, indices: list[int], raw: Tensor, seg: Tensor, pred: Tensor,
+                      chunk_len: int) -> None:
+    """``folder/{idx}_recon.mp4`` of each video (:func:`.videos.recon_panels`).
+
+    Args:
+        raw: the videos, uint8 ``[k, T, H, W, 3]``; ``seg``: their ground-truth ids ``[k, T, H, W]``.
+        pred: their reconstructions ``[k, T, 3, H, W]`` in [-1, 1].
+    """
+    slot_ids = model.segment(to_model_input(raw), chunk_len).cpu().numpy()  # [k, T, H, W]
+    recons = to_uint8_frames(pred).cpu().numpy()
+    for i, idx in enumerate(indices):
+        frames = videos.recon_panels(raw[i].cpu().numpy(), recons[i], seg[i].numpy(), slot_ids[i], int(model.num_slots))
+        videos.write_mp4(folder / f"{idx}_recon.mp4", frames)
+
+
 # ---------------------------------------------------------------------------- stages
 @torch.no_grad()
 def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
                    out_json: str | Path, video_root: str | Path, progress: bool = True, *,
-                   lpips: nn.Module | str | None = "auto", run: dict | None = None) -> dict:
-    """The ``eval_recon`` stage: reconstruct every test video, write ``recon.json`` and (with
-    ``eval.save_videos``) ``video_root/{gt_vids,recon_vids}``.
+                   lpips: nn.Module | str | None = "auto", run: dict | None = None,
+                   tracking: dict | None = None) -> dict:
+    """The ``eval_recon`` stage: reconstruct every test video, write ``recon.json``, (with
+    ``eval.save_videos``) ``video_root/{gt_vids,recon_vids}`` and the ``<run>/vis/{idx}_recon.mp4``
+    of the first ``eval.vis_videos`` videos.
 
     Args:
         eval_cfg: the ``eval`` section (keys: ``split``, ``num_videos``, ``chunk_len`` and
@@ -218,6 +243,8 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
             a module is used as is; ``None`` skips LPIPS (null with a reason).
         run: ``{"dataset", "model", "seed"}`` the checkpoint must belong to
             (:func:`~slotbench.training.tasks.check_run`); ``None`` checks nothing.
+        tracking: the ``tracking`` section: log the metrics to the training's MLflow run
+            (:func:`~slotbench.evaluation.tracking.log_evaluation`); ``None`` does not.
 
     Returns:
         The record written to ``out_json``.
@@ -229,6 +256,7 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
     video_root = Path(video_root)
     if save:
         _prepare_dirs(video_root, RECON_DIR, list(range(len(dataset))))
+    vis_dir, vis_left = videos.prepare(checkpoint_path, "recon"), int(_key(eval_cfg, "vis_videos"))
     generator = torch.Generator().manual_seed(int(_key(eval_cfg, "seed")))
     sampler, steps = _key(eval_cfg, "sampler"), _key(eval_cfg, "sampler_steps")
     values: dict[str, list[float]] = {m: [] for m in METRICS}
@@ -241,10 +269,14 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
         scores = recon_metrics(pred.flatten(0, 1), video.flatten(0, 1), lpips_net)
         for name, v in scores.items():
             values[name].extend(v.double().cpu().tolist())
+        indices = batch["index"].tolist()
         if save:
-            indices = batch["index"].tolist()
             _write_gt(video_root / GT_DIR, indices, raw, only_missing=False)
             write_video_folder(video_root / RECON_DIR, dict(zip(indices, to_uint8_frames(pred).cpu().numpy())))
+        k = min(vis_left, len(indices))
+        if k:
+            _write_recon_mp4s(vis_dir, model, indices[:k], raw[:k], batch["seg"][:k], pred[:k], eval_cfg["chunk_len"])
+        vis_left -= k
     result: dict = {}
     for name in METRICS:
         vals = values[name]
@@ -258,6 +290,8 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
     }
     result["num_frames_total"] = len(values["mse"])
     result.update(_common_record(state, cfg, eval_cfg, model, checkpoint_path, len(dataset), batch_size, video_root))
+    result["mlflow_run_id"] = log_evaluation(tracking, training_run(checkpoint_path, state),
+                                             {name: result[NAMES[name]] for name in METRICS}, state["step"])
     write_record(out_json, result)
     return result
 
@@ -265,11 +299,12 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
 @torch.no_grad()
 def run_eval_comp_gen(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
                       out_json: str | Path, video_root: str | Path, progress: bool = True, *,
-                      run: dict | None = None) -> dict:
+                      run: dict | None = None, tracking: dict | None = None) -> dict:
     """The ``eval_comp_gen`` stage: compose slots within batches of ``eval.comp_batch_size``
     videos (:func:`compose_slots`), decode them, save ``video_root/comp_vids`` (and the
-    ``gt_vids`` frames not there yet) and write a record to ``out_json``. ``run`` as for
-    :func:`run_eval_recon`.
+    ``gt_vids`` frames not there yet), the ``<run>/vis/{idx}_comp.mp4`` of the first
+    ``eval.vis_videos`` videos, and write a record to ``out_json``. ``run`` and ``tracking`` as for
+    :func:`run_eval_recon` (the metric logged: ``comp_gen_videos``, the number of videos composed).
 
     Raises:
         ValueError: ``eval.comp_batch_size`` < 2 (nothing would be composed).
@@ -286,6 +321,7 @@ def run_eval_comp_gen(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | 
     save = bool(_key(eval_cfg, "save_videos"))
     if save:
         _prepare_dirs(video_root, COMP_DIR, list(range(len(dataset))))
+    vis_dir, vis_left = videos.prepare(checkpoint_path, "comp"), int(_key(eval_cfg, "vis_videos"))
     generator = torch.Generator().manual_seed(int(_key(eval_cfg, "seed")))
     sampler, steps = _key(eval_cfg, "sampler"), _key(eval_cfg, "sampler_steps")
     not_composed: list[int] = []
@@ -300,6 +336,10 @@ def run_eval_comp_gen(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | 
         if save:
             _write_gt(video_root / GT_DIR, indices, raw, only_missing=True)
             write_video_folder(video_root / COMP_DIR, dict(zip(indices, to_uint8_frames(pred).cpu().numpy())))
+        k = min(vis_left, len(indices))
+        for idx, source, composed in zip(indices[:k], raw[:k].cpu().numpy(), to_uint8_frames(pred[:k]).cpu().numpy()):
+            videos.write_mp4(vis_dir / f"{idx}_comp.mp4", videos.comp_panels(source, composed))
+        vis_left -= k
     if not_composed:
         print(f"warning: {len(not_composed)} video(s) were not composed (a last batch of one video): {not_composed}")
     num_slots = int(model.num_slots)
@@ -310,5 +350,7 @@ def run_eval_comp_gen(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | 
         "videos_not_composed": not_composed,
     }
     result.update(_common_record(state, cfg, eval_cfg, model, checkpoint_path, len(dataset), batch_size, video_root))
+    result["mlflow_run_id"] = log_evaluation(tracking, training_run(checkpoint_path, state),
+                                             {"comp_gen_videos": len(dataset) - len(not_composed)}, state["step"])
     write_record(out_json, result)
     return result

@@ -1,7 +1,8 @@
 """Segmentation evaluation as the original protocol: full-length videos, time folded into pixels.
 
 Per video FG-ARI, mIoU and mBO (:mod:`slotbench.metrics`), averaged over videos (mBO and mIoU
-skip NaN videos, as nerv's meters do) and reported x100 like the paper.
+skip NaN videos, as nerv's meters do) and reported x100 like the paper. The ``eval_seg`` stage
+also logs them to the MLflow run of the training (:mod:`.tracking`).
 """
 
 from __future__ import annotations
@@ -93,10 +94,13 @@ def _record_scores(summary: dict[str, float]) -> dict[str, float | None]:
 
 
 def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path, data_root: str | Path,
-                 out_path: str | Path, progress: bool = True, *, run: dict | None = None) -> dict:
+                 out_path: str | Path, progress: bool = True, *, run: dict | None = None,
+                 tracking: dict | None = None) -> dict:
     """The ``eval_seg`` stage: evaluate a trained checkpoint and write ``seg.json``; with ``run``
     (``{"dataset", "model", "seed"}``) the checkpoint must be that run's
-    (:func:`~slotbench.training.tasks.check_run`)."""
+    (:func:`~slotbench.training.tasks.check_run`); with ``tracking`` (the params section) FG-ARI,
+    mIoU and mBO also go to the training's MLflow run as ``eval/{fg_ari,miou,mbo}`` at the
+    checkpoint's step, and ``mlflow_run_id`` names it (``null`` when not logged)."""
     state, model, device = load_trained(checkpoint_path, data_root, runtime_cfg, run)
     cfg = state["config"]
     dataset = VideoDataset(data_root, eval_cfg["split"], eval_cfg["num_videos"], verify_checksums=True)
@@ -114,5 +118,9 @@ def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path,
         "checkpoint_sha256": sha256_file(checkpoint_path),
         "slotbench_version": __version__,
     }
+    from .tracking import log_evaluation, training_run  # here: training imports this module, not the logging
+
+    scores = {"fg_ari": result["FG-ARI"], "miou": result["mIoU"], "mbo": result["mBO"]}
+    result["mlflow_run_id"] = log_evaluation(tracking, training_run(checkpoint_path, state), scores, state["step"])
     write_record(out_path, result)
     return result

@@ -3,12 +3,13 @@
 Reads the dataset's table, the exported evaluation videos, each run's ``model.pt`` (to segment a
 few videos), the frames saved by ``eval_recon`` / ``eval_comp_gen``, ``train.json`` and the
 MLflow history; writes the page (one self-contained HTML file, images embedded) and each run's
-``curves/{train,val}.csv``.
+``curves/{train,val}.csv``. The MP4s of ``<run>/vis/`` are linked (relative links), not embedded.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 from html import escape
 from pathlib import Path
 
@@ -22,11 +23,11 @@ from ..evaluation.reconstruction import COMP_DIR, RECON_DIR
 from ..io import read_json, write_text
 from ..training import checkpoint
 from ..training.tracking import flatten
-from ..visualize import colour_ids
+from ..visualize import colour_ids, matched_segmentation, slot_layers, strip
 from . import html
 from .curves import plot_curves, read_history, write_curves
-from .frames import load_videos, matched_segmentation, predict_segments, read_frames, slot_layers
-from .media import gif_uri, png_uri, strip
+from .frames import load_videos, predict_segments, read_frames
+from .media import gif_uri, png_uri
 from .provenance import source_revision, versions
 
 #: Playback speed of the animations (frames per second).
@@ -42,7 +43,10 @@ def _table_section(dataset: str) -> str:
     frame = pd.read_csv(paths.DATASET_TABLE.format(dataset=dataset), dtype={"seed": str})
     table = frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0)
     return table + html.note("FG-ARI, mIoU and mBO in percent; an empty cell was not computed, "
-                             "the notes column says why. Source: " + paths.DATASET_TABLE.format(dataset=dataset))
+                             "the notes column says why. mlflow_run: the MLflow run of the row's training, which "
+                             "holds its curves and, as eval/*, these metrics (`mlflow ui --backend-store-uri "
+                             "sqlite:///results/mlflow.db`, or tracking.uri). Source: "
+                             + paths.DATASET_TABLE.format(dataset=dataset))
 
 
 def _video_sections(videos: list[dict], models: dict[str, dict], split: str) -> str:
@@ -96,6 +100,27 @@ def _comp_section(videos: list[dict], models: dict[str, dict]) -> str:
     return "\n".join(parts)
 
 
+def _vis_section(vis: dict[str, list[Path]], dataset: str) -> str:
+    """Links to each run's MP4s (``label -> files``), relative to the page."""
+    page_dir = Path(paths.REPORT.format(dataset=dataset)).parent
+    body = "".join(html.links(label, [(os.path.relpath(f, page_dir), f.name) for f in files])
+                   for label, files in vis.items() if files)
+    if not body:
+        body = html.note("No MP4s: eval.vis_videos is 0, or eval_recon / eval_comp_gen has not run.")
+    folder = paths.VIS_DIR.format(dataset=dataset, model="*", seed="*")
+    return body + html.note(
+        f"Written to {folder}/ for the first eval.vis_videos test videos by eval_recon ({{idx}}_recon.mp4: input, "
+        "reconstruction, segmentation overlay, one panel per slot) and eval_comp_gen ({idx}_comp.mp4: input, then "
+        "the video decoded from its composed slots). MPEG-4 Part 2 (mp4v, as the original): VLC, mpv and "
+        "QuickTime play it, most browsers do not.")
+
+
+def _vis_files(folder: str | Path) -> list[Path]:
+    """``folder/{idx}_{recon,comp}.mp4`` ordered by video index, then kind."""
+    files = [f for f in Path(folder).glob("*.mp4") if f.stem.partition("_")[0].isdigit()]
+    return sorted(files, key=lambda f: (int(f.stem.partition("_")[0]), f.stem))
+
+
 def _curves_section(curves: dict[str, dict], reasons: list[str], dataset: str) -> str:
     image = plot_curves(curves)
     body = html.figure(png_uri(image), "per training run; read from MLflow", "training curves") if image else ""
@@ -125,7 +150,7 @@ def build_report(dataset: str, params_dir: str | Path, num_videos: int, progress
     first = configs[grid["models"][0]]["eval"]
     count = min(num_videos, first["num_videos"] or num_videos)
     videos = load_videos(paths.DATA_DIR.format(dataset=dataset), first["split"], count)
-    shown, runs, curves, reasons = {}, {}, {}, []
+    shown, runs, curves, reasons, vis = {}, {}, {}, [], {}
     jobs = [(m, s) for m in grid["models"] for s in grid["seeds"]]
     for model, seed in tqdm(jobs, desc=f"report {dataset}", unit="run", disable=not progress, dynamic_ncols=True):
         fmt, cfg, label = {"dataset": dataset, "model": model, "seed": seed}, configs[model], f"{model}/seed{seed}"
@@ -134,6 +159,7 @@ def build_report(dataset: str, params_dir: str | Path, num_videos: int, progress
         frames, reason = read_history(cfg["tracking"], paths.RUN_DIR.format(**fmt))
         write_curves(frames, paths.CURVES_TRAIN.format(**fmt), paths.CURVES_VAL.format(**fmt))
         curves[label] = frames
+        vis[label] = _vis_files(paths.VIS_DIR.format(**fmt))
         if reason:
             reasons.append(f"{label}: {reason}")
         if seed == grid["seeds"][0]:
@@ -148,6 +174,7 @@ def build_report(dataset: str, params_dir: str | Path, num_videos: int, progress
         ("results", "Results", _table_section(dataset)),
         ("videos", "Videos and slots", _video_sections(videos, shown, first["split"])),
         ("comp-gen", "Compositional generation", _comp_section(videos, shown)),
+        ("mp4", "Videos to watch (MP4)", _vis_section(vis, dataset)),
         ("curves", "Training curves", _curves_section(curves, reasons, dataset)),
         ("provenance", "Parameters and versions", _provenance_section(dataset, runs)),
     ]

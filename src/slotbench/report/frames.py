@@ -2,10 +2,11 @@
 
 Input and ground truth come from the exported split; each model's segmentation is recomputed
 from its checkpoint (``model.segment``, the same call as the ``eval_seg`` stage) and relabelled
-to the ground-truth ids by the Hungarian matching of :func:`slotbench.visualize.match_ids`, so
-an object keeps its colour across rows. The per-slot decomposition shows, for every slot, the
-input pixels that slot took. Reconstructed and composed frames are read from the folders the
-``eval_recon`` / ``eval_comp_gen`` stages wrote (``<run>/eval/{recon,comp}_vids/{idx}/{t}.png``).
+to the ground-truth ids (:func:`slotbench.visualize.matched_segmentation`, Hungarian matching),
+so an object keeps its colour across rows; the per-slot decomposition
+(:func:`slotbench.visualize.slot_layers`) shows, for every slot, the input pixels that slot took.
+Reconstructed and composed frames are read from the folders the ``eval_recon`` /
+``eval_comp_gen`` stages wrote (``<run>/eval/{recon,comp}_vids/{idx}/{t}.png``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,6 @@ from PIL import Image
 from ..data.dataset import VideoDataset, to_model_input
 from ..runtime import select_device
 from ..training.tasks import restore_model
-from ..visualize import id_colours, match_ids
-
-#: Pixels a slot did not take, in the decomposition.
-EMPTY = 255
 
 
 def load_videos(data_root: str | Path, split: str, count: int) -> list[dict[str, np.ndarray]]:
@@ -50,21 +47,3 @@ def read_frames(folder: str | Path, num_frames: int) -> np.ndarray | None:
     if not all(f.is_file() for f in files):
         return None
     return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
-
-
-def matched_segmentation(gt: np.ndarray, pred: np.ndarray, num_slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """``pred`` relabelled to GT ids ``[T, H, W]``, and each slot's id (``[num_slots]``)."""
-    mapping = match_ids(gt, pred, num_slots)
-    return mapping[pred], mapping[:num_slots]
-
-
-def slot_layers(video: np.ndarray, pred: np.ndarray, slot_ids: np.ndarray) -> list[tuple[int, np.ndarray, tuple]]:
-    """One ``[T, H, W, 3]`` layer per slot (its pixels of ``video``, the rest white), ordered by
-    the GT id the slot was matched to: ``(slot, layer, display colour)``."""
-    palette = id_colours(int(slot_ids.max()) + 1)
-    layers = []
-    for slot in np.argsort(slot_ids, kind="stable"):
-        mask = (pred == slot)[..., None]
-        layers.append((int(slot), np.where(mask, video, EMPTY).astype(np.uint8),
-                       tuple(int(c) for c in palette[slot_ids[slot]])))
-    return layers

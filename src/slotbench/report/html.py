@@ -45,6 +45,12 @@ def note(text: str) -> str:
     return f'<p class="note">{escape(text)}</p>'
 
 
+def links(label: str, items: list[tuple[str, str]]) -> str:
+    """A line ``label: text, text, ...`` of links ``(href, text)`` (e.g. to files beside the page)."""
+    anchors = ", ".join(f'<a href="{escape(href)}">{escape(text)}</a>' for href, text in items)
+    return f"<p>{escape(label)}: {anchors}</p>"
+
+
 def key_values(mapping: dict) -> str:
     """A two-column table of ``mapping`` (floats to 4 significant digits)."""
     cells = ((k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in mapping.items())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 #: Distributions whose versions the report lists (missing ones are shown as such).
 PACKAGES = ("slotbench", "torch", "numpy", "scipy", "pandas", "mlflow", "snakemake", "dvc", "matplotlib",
-            "imageio", "pillow")
+            "imageio", "pillow", "opencv-python-headless")
 
 
 def versions() -> dict[str, str]:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..config import fingerprint, stage_params
-from ..data.dataset import ClipDataset, StepBatchSampler, check_compatible, to_model_input, validation_split
+from ..data.dataset import ClipDataset, StepBatchSampler, check_current, to_model_input, validation_split
 from ..evaluation.segmentation import evaluate_segmentation
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..paths import code_digest
@@ -111,7 +111,7 @@ def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
         remove_stale_temporaries(work_dir)
     tcfg, dcfg = cfg["train"], cfg["dataset"]
     accum = tcfg["grad_accum_steps"]
-    meta = check_compatible(data_root, dcfg["resolution"], dcfg["video_len"])
+    meta = check_current(data_root, dcfg)
     train_set = ClipDataset(data_root, "train", tcfg["n_sample_frames"], tcfg["frame_offset"], verify_checksums=True)
     val_split = validation_split(meta)
     val_set = ClipDataset(data_root, val_split, tcfg["n_sample_frames"], tcfg["frame_offset"],
