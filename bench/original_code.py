@@ -13,6 +13,11 @@ classes load without them; calling anything of a placeholder fails loudly. ``tor
 VGG-16 is the one piece a network needs (the VQ-VAE's LPIPS loss, built by the ``lpips``
 package): the placeholder returns slotbench's VGG-16 layer stack, which has torchvision's
 layout, so the VQ-VAE's ``loss.perceptual_loss.*`` tensors have the original names and shapes.
+
+:meth:`OriginalCode.trainer` builds the original's training method (``method.py``'s
+``build_method``: nerv's ``BaseMethod`` subclass of the network) on the CPU, and
+:func:`original_steps` runs optimizer steps with it, one batch each, through the method's own
+step hooks: its loss weighting, optimizer groups, gradient clipping and learning-rate schedule.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 OPTIONAL = ("wandb", "cv2", "moviepy", "moviepy.editor", "torchmetrics", "torchmetrics.aggregation",
             "torchvision", "torchvision.ops", "torchvision.utils", "torchvision.transforms", "transformers")
@@ -121,6 +129,83 @@ class OriginalCode:
     def build(self, params) -> nn.Module:
         """The original ``build_model(params)``."""
         return self.models.build_model(params)
+
+    def trainer(self, params, model: nn.Module, batches_per_epoch: int, ckp_dir: Path) -> nn.Module:
+        """The original's training method of ``params.model`` around ``model`` (``method.build_method``).
+
+        nerv's ``BaseMethod.__init__`` runs as in the original's ``scripts/train.py`` (one process,
+        no DDP, no fp16) except ``_init_env``, which asserts CUDA: :func:`_cpu_env` stands in. So
+        the clip value, the accumulation steps, the optimizer (param groups, rates) and the
+        scheduler come from the original's ``_init_training`` / ``_configure_optimizers``; the
+        schedule is ``params.max_epochs x batches_per_epoch`` steps long. ``ckp_dir``: where
+        ``_init_training`` makes its (unused) checkpoint folders.
+        """
+        if str(self.repo) not in sys.path:
+            sys.path.append(str(self.repo))  # method.py imports slotdiffusion.video_based.*
+        method = importlib.import_module("method")
+        base = importlib.import_module("nerv.training.method").BaseMethod
+        data = types.SimpleNamespace(train_loader=_TrainLoader(batches_per_epoch), val_loader=None)
+        with mock.patch.object(base, "_init_env", _cpu_env):
+            return method.build_method(model=model, datamodule=data, params=params, ckp_path=str(ckp_dir),
+                                       local_rank=0, use_ddp=False, use_fp16=False)
+
+
+class _TrainLoader:
+    """What nerv's method reads of its train loader: ``len()``, the batches per epoch."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return self.batches
+
+
+class _Wrapped(nn.Module):
+    """The role of nerv's ``DataParallel`` wrapper on one device: ``.module``, and calls pass through
+    (parameter names get the same ``module.`` prefix)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+def _cpu_env(method: nn.Module) -> None:
+    """CPU stand-in for nerv's ``BaseMethod._init_env``: one process on the CPU, the model wrapped."""
+    method.gpus, method.device = 0, torch.device("cpu")
+    method.model = _Wrapped(method.model)
+
+
+def original_steps(trainer: nn.Module, batches: list[dict[str, Tensor]], seeds: list[int]) -> Iterator[dict]:
+    """One optimizer step per batch with the original's method, as nerv's ``training_epoch`` does.
+
+    ``_training_epoch_start`` first (train mode; STEVE / SlotDiffusion keep their tokenizer in
+    eval mode), then per batch: ``_training_step_start`` (the dVAE's Gumbel temperature),
+    ``torch.manual_seed(seed)`` (dropout and diffusion noise), ``_training_step`` (forward, the
+    model's ``calc_train_loss``, the params' ``*_loss_w`` weighting, backward, clipping, Adam) and
+    ``_training_step_end`` (scheduler step). Logging, validation and checkpoints are left out.
+
+    Args:
+        batches: ``{"img": video [B, T, 3, H, W]}`` (slot models) or ``{"img": frames [B, 3, H, W]}``
+            (tokenizers), in [-1, 1].
+        seeds: the RNG seed of each step.
+    Yields:
+        per step: ``loss`` (the weighted total, float), ``lr`` (every group's rate used by the
+        step) and ``tau`` (the dVAE's Gumbel temperature, else None).
+    """
+    trainer._training_epoch_start()
+    trainer.iter_train_loader = trainer.train_loader  # read for len() by the accumulation test
+    for index, (batch, seed) in enumerate(zip(batches, seeds, strict=True)):
+        trainer.epoch_it = index
+        trainer._training_step_start()
+        torch.manual_seed(seed)
+        out = trainer._training_step(batch)
+        record = {"loss": out["loss"].item(), "lr": [g["lr"] for g in trainer.optimizer.param_groups],
+                  "tau": trainer.model.module.tau if trainer.params.model == "dVAE" else None}
+        trainer._training_step_end()
+        yield record
 
 
 def _deep_update(base: dict, over: dict) -> None:
