@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from slotbench.evaluation import fvd as ef
 from slotbench.evaluation import reconstruction as er
@@ -18,18 +17,11 @@ from slotbench.training import checkpoint
 from slotbench.training.tracking import RUN_ID_FILE, Tracker
 
 from test_eval_recon import EVAL, RUNTIME, SAVI, _checkpoint, _data
+from test_eval_recon import _one_thread  # noqa: F401  (an autouse fixture: one torch thread)
 
 FINGERPRINT = "f" * 64
 STEP = 7  # the step _checkpoint stores
 CFG = dict(EVAL, batch_size=2)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _client(tracking: dict):

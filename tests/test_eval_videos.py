@@ -9,22 +9,13 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from slotbench.evaluation import reconstruction as er
 from slotbench.evaluation import videos
 from slotbench.visualize import GAP, LABEL_HEIGHT, MIN_TILE
 
 from test_eval_recon import EVAL, RUNTIME, SD_CFG, VQVAE, T, _checkpoint, _data, savi_run  # noqa: F401
-from test_eval_recon import no_lpips_weights  # noqa: F401  (a fixture)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from test_eval_recon import _one_thread, no_lpips_weights  # noqa: F401  (fixtures; _one_thread is autouse)
 
 
 def _read_mp4(path) -> tuple[np.ndarray, float, int]:
