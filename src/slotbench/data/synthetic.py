@@ -329,10 +329,10 @@ def _background_shade(coord: np.ndarray, light: np.ndarray, strength: float) -> 
     return np.float32(1.0 - strength / 2) + np.float32(strength / 2) * ramp
 
 
-def _apply_shade(frames: np.ndarray, light, shade) -> np.ndarray:
+def _apply_shade(frames: np.ndarray, shade: np.ndarray | None) -> np.ndarray:
     """``frames`` uint8 ``[T, H, W, 3]`` times the brightness factor ``shade`` ``[T, H, W]``
-    (unchanged when there is no light)."""
-    if light is None:
+    (unchanged when there is no light, ``shade`` None)."""
+    if shade is None:
         return frames
     return np.round(frames.astype(np.float32) * shade[..., None]).astype(np.uint8)
 
@@ -386,6 +386,7 @@ def _generate(cfg: dict, rng: np.random.Generator):
 
     coord = ((np.arange(res) + 0.5) / res).astype(np.float32)
     seg = np.zeros((T, res, res), dtype=np.uint8)
+    shade = None  # brightness factor [T, H, W] when lit
     if light is not None:
         shade = np.broadcast_to(_background_shade(coord, light, cfg["shading"]), (T, res, res)).copy()
     if textured:
@@ -400,7 +401,7 @@ def _generate(cfg: dict, rng: np.random.Generator):
         v = dy * c - dx * s
         mask = _INSIDE[cfg["shapes"][shape[obj]]](u, v)
         np.putmask(seg, mask, obj + 1)
-        if light is not None:
+        if shade is not None:
             inv = np.float32(1.0 / size[obj])
             np.putmask(shade, mask, _dome_shade(dx * inv, dy * inv, light, cfg["shading"]))
         if textured:  # texture evaluated on the object's pixels only
@@ -408,7 +409,7 @@ def _generate(cfg: dict, rng: np.random.Generator):
 
     if not textured:
         palette = _to_uint8(np.concatenate([bg_colour, obj_colours]))
-        return _apply_shade(np.take(palette, seg, axis=0), light, shade if light is not None else None), seg, k
+        return _apply_shade(np.take(palette, seg, axis=0), shade), seg, k
 
     # Background canvas larger than the frame; the visible window moves by the camera velocity.
     travel = camera_speed * max(T - 1, 0)
@@ -430,7 +431,7 @@ def _generate(cfg: dict, rng: np.random.Generator):
         palette[1 + 3 * obj : 1 + 3 * obj + len(colours)] = colours
     foreground = colour_idx > 0
     frames[foreground] = palette[colour_idx[foreground]]
-    return _apply_shade(frames, light, shade if light is not None else None), seg, k
+    return _apply_shade(frames, shade), seg, k
 
 
 def generate_video(config: Mapping, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
