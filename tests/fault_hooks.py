@@ -10,7 +10,9 @@ Events (in the order a stage meets them):
 
 ``SLOTBENCH_FAULT_KILL_AT=k`` in a subprocess's environment (with ``tests/faultinject`` on its
 ``PYTHONPATH``, whose ``sitecustomize`` calls :func:`install_from_env`) sends the process SIGKILL at
-its k-th event: a real, uncatchable kill at a reproducible point of the real command.
+its k-th event: a real, uncatchable kill at a reproducible point of the real command;
+``SLOTBENCH_FAULT_SIGNAL=TERM`` sends SIGTERM there instead (SLURM's pre-emption notice, which the
+training turns into a checkpoint and a clean exit).
 ``SLOTBENCH_FAULT_HOLD=FILE`` instead pauses the process at its first batch (after creating
 ``FILE.held``) until ``FILE`` exists: a job that deterministically holds its workflow's lock.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 
 KILL_ENV = "SLOTBENCH_FAULT_KILL_AT"
 HOLD_ENV = "SLOTBENCH_FAULT_HOLD"
+SIGNAL_ENV = "SLOTBENCH_FAULT_SIGNAL"
 
 
 def install(on_event: Callable[[str], None]) -> Callable[[], None]:
@@ -56,10 +59,13 @@ def install(on_event: Callable[[str], None]) -> Callable[[], None]:
 
 
 def install_from_env() -> None:
-    """SIGKILL this process at the event numbered ``$SLOTBENCH_FAULT_KILL_AT`` (1-based)."""
+    """SIGKILL (or ``$SLOTBENCH_FAULT_SIGNAL``) this process at the event numbered
+    ``$SLOTBENCH_FAULT_KILL_AT`` (1-based)."""
     import time
 
     kill_at, hold = int(os.environ.get(KILL_ENV, "0")), os.environ.get(HOLD_ENV)
+    signame = os.environ.get(SIGNAL_ENV, "KILL")
+    signum = getattr(signal, f"SIG{signame}")
     if kill_at <= 0 and not hold:
         return
     seen = {"n": 0}
@@ -71,7 +77,7 @@ def install_from_env() -> None:
             while not Path(hold).exists():
                 time.sleep(0.1)
         if seen["n"] == kill_at:
-            print(f"fault injection: SIGKILL at event {kill_at} ({name})", flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
+            print(f"fault injection: SIG{signame} at event {kill_at} ({name})", flush=True)
+            os.kill(os.getpid(), signum)
 
     install(on_event)
