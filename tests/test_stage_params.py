@@ -48,7 +48,7 @@ def test_dvc_export_tracks_the_dataset_profile(project):
     the new profile has no ``dataset`` section of its own: the export must depend on ``profile``."""
     export = _dvc_params(_dvc_stages()["export_shapes"])
     assert export["params/datasets/shapes.yaml"] == ["profile", "dataset"]
-    assert export["params/profiles/tiny.yaml"] == ["dataset"]
+    assert export["params/profiles/tiny.yaml"] == ["per_source.synthetic.dataset"]
 
 
 def test_dvc_yaml_commands_read_the_params_dir_it_tracks(project):

@@ -3,24 +3,34 @@
 The Snakefile, the ``dvc.yaml`` generator and the command line all read these, so the two
 workflow descriptions and the stages cannot disagree about where a file lives. Paths are
 relative to the project root (the working directory of every stage).
+
+With ``$SLOTBENCH_PROFILE`` set (``snakemake --config profile=tiny`` sets it), every dataset runs on
+that profile and every path below lies under ``runs/{profile}/``: a smoke run never touches (nor is
+mistaken for) the exports and results of the datasets' own profiles.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
+#: The environment variable that replaces every dataset's profile (read by the params loader too).
+PROFILE_ENV = "SLOTBENCH_PROFILE"
+#: Prefix of every output path: ``runs/{profile}/`` under a replaced profile, else nothing.
+ROOT = f"runs/{os.environ[PROFILE_ENV]}/" if os.environ.get(PROFILE_ENV) else ""
+
 PARAMS_DIR = "params"
-DATA_DIR = "data/{dataset}"
-DATA_META = "data/{dataset}/meta.json"
+DATA_DIR = ROOT + "data/{dataset}"
+DATA_META = DATA_DIR + "/meta.json"
 #: A copy of meta.json that Snakemake's export rule makes once data/{dataset}/ is published: the
 #: rule's output, which the later rules depend on. Snakemake deletes a job's output before the job
 #: and after a failure; that must never be the export itself (see slotbench.data.publish).
-EXPORT_RECEIPT = "data/{dataset}.export.json"
-TOKENIZER_DIR = "results/{dataset}/{tokenizer}"
+EXPORT_RECEIPT = ROOT + "data/{dataset}.export.json"
+TOKENIZER_DIR = ROOT + "results/{dataset}/{tokenizer}"
 TOKENIZER_CHECKPOINT = TOKENIZER_DIR + "/model.pt"
 TOKENIZER_SUMMARY = TOKENIZER_DIR + "/train.json"
-RUN_DIR = "results/{dataset}/{model}/seed{seed}"
+RUN_DIR = ROOT + "results/{dataset}/{model}/seed{seed}"
 CHECKPOINT = RUN_DIR + "/model.pt"
 TRAIN_SUMMARY = RUN_DIR + "/train.json"
 SEG_METRICS = RUN_DIR + "/seg.json"
@@ -29,12 +39,13 @@ COMP_GEN_RECORD = RUN_DIR + "/comp_gen.json"
 VIDEO_ROOT = RUN_DIR + "/eval"          # gt_vids/, recon_vids/, comp_vids/ (StyleGAN-V frame folders)
 VIS_DIR = RUN_DIR + "/vis"              # {idx}_recon.mp4, {idx}_comp.mp4: videos to watch (eval.vis_videos)
 FVD_METRICS = RUN_DIR + "/fvd_{kind}.json"  # kind: recon | comp
-MODEL_TABLE = "results/{dataset}/{model}/table.csv"
-DATASET_TABLE = "results/{dataset}/table.csv"
+MODEL_TABLE = ROOT + "results/{dataset}/{model}/table.csv"
+DATASET_TABLE = ROOT + "results/{dataset}/table.csv"
 CURVES_TRAIN = RUN_DIR + "/curves/train.csv"  # MLflow history, written by the report stage
 CURVES_VAL = RUN_DIR + "/curves/val.csv"
-REPORT = "results/{dataset}/report.html"
-LOG = "logs/{stage}/{name}.log"
+REPORT = ROOT + "results/{dataset}/report.html"
+LOG = ROOT + "logs/{stage}/{name}.log"
+MLFLOW_STORE = ROOT + "results/mlflow.db"  # the local tracking store (tracking.uri: null)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -54,8 +65,8 @@ _EVAL_TRACKING = ("evaluation/tracking.py", "training/tracking.py")
 
 #: Source files (globs relative to the package) whose change must re-run a stage.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "export": ("io.py", "config/*.py", "data/export.py", "data/publish.py", "data/storage.py", "data/synthetic.py",
-               "data/movi_*.py"),
+    "export": ("io.py", "config/*.py", "data/export.py", "data/publish.py", "data/storage.py", "data/subset.py",
+               "data/synthetic.py", "data/movi_*.py"),
     "tokenizer": _TRAINING_CODE,
     "train": _TRAINING_CODE,
     "eval_seg": ("io.py", "runtime.py", *_DATA_CODE, "models/*.py",

@@ -10,7 +10,7 @@ rule eval_seg:
     resources:
         **job_resources("eval_seg"),
     log:
-        "logs/eval_seg/{dataset}_{model}_seed{seed}.log",
+        paths.ROOT + "logs/eval_seg/{dataset}_{model}_seed{seed}.log",
     shell:
         "{PYTHON} -m slotbench eval-seg --dataset {wildcards.dataset} --model {wildcards.model}"
         " --seed {wildcards.seed} 2>&1 | log_to {log}"
@@ -28,7 +28,7 @@ rule eval_recon:
     resources:
         **job_resources("eval_recon"),
     log:
-        "logs/eval_recon/{dataset}_{model}_seed{seed}.log",
+        paths.ROOT + "logs/eval_recon/{dataset}_{model}_seed{seed}.log",
     shell:
         "{PYTHON} -m slotbench eval-recon --dataset {wildcards.dataset} --model {wildcards.model}"
         " --seed {wildcards.seed} 2>&1 | log_to {log}"
@@ -47,7 +47,7 @@ rule eval_comp_gen:
     resources:
         **job_resources("eval_comp_gen"),
     log:
-        "logs/eval_comp_gen/{dataset}_{model}_seed{seed}.log",
+        paths.ROOT + "logs/eval_comp_gen/{dataset}_{model}_seed{seed}.log",
     shell:
         "{PYTHON} -m slotbench eval-comp-gen --dataset {wildcards.dataset} --model {wildcards.model}"
         " --seed {wildcards.seed} 2>&1 | log_to {log}"
@@ -65,7 +65,7 @@ rule fvd:
     resources:
         **job_resources("fvd"),
     log:
-        "logs/fvd/{dataset}_{model}_seed{seed}_{kind}.log",
+        paths.ROOT + "logs/fvd/{dataset}_{model}_seed{seed}_{kind}.log",
     shell:
         "{PYTHON} -m slotbench fvd --dataset {wildcards.dataset} --model {wildcards.model}"
         " --seed {wildcards.seed} --kind {wildcards.kind} 2>&1 | log_to {log}"

@@ -13,7 +13,7 @@ rule export:
     resources:
         **job_resources("export"),
     log:
-        "logs/export/{dataset}.log",
+        paths.ROOT + "logs/export/{dataset}.log",
     shell:
         "{PYTHON} -m slotbench export --dataset {wildcards.dataset} 2>&1 | log_to {log}; "
         "cp {params.meta} {output.receipt}"

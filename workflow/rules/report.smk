@@ -16,6 +16,6 @@ rule report:
     resources:
         **job_resources("report"),
     log:
-        "logs/report/{dataset}.log",
+        paths.ROOT + "logs/report/{dataset}.log",
     shell:
         "{PYTHON} -m slotbench report --dataset {wildcards.dataset} 2>&1 | log_to {log}"

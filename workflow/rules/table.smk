@@ -14,7 +14,7 @@ rule table_model:
     params:
         seeds=GRID["seeds"],
     log:
-        "logs/table/{dataset}_{model}.log",
+        paths.ROOT + "logs/table/{dataset}_{model}.log",
     shell:
         "{PYTHON} -m slotbench table --dataset {wildcards.dataset} --model {wildcards.model} 2>&1 | log_to {log}"
 
@@ -28,6 +28,6 @@ rule table_dataset:
     params:
         models=GRID["models"],
     log:
-        "logs/table/{dataset}.log",
+        paths.ROOT + "logs/table/{dataset}.log",
     shell:
         "{PYTHON} -m slotbench table --dataset {wildcards.dataset} 2>&1 | log_to {log}"

@@ -11,7 +11,7 @@ rule tokenizer:
     resources:
         **job_resources("tokenizer"),
     log:
-        "logs/tokenizer/{dataset}_{tokenizer}.log",
+        paths.ROOT + "logs/tokenizer/{dataset}_{tokenizer}.log",
     shell:
         "{TOKENIZER_CMD} tokenizer --dataset {wildcards.dataset} --tokenizer {wildcards.tokenizer}"
         " 2>&1 | log_to {log}"
@@ -30,7 +30,7 @@ rule train:
     resources:
         **job_resources("train"),
     log:
-        "logs/train/{dataset}_{model}_seed{seed}.log",
+        paths.ROOT + "logs/train/{dataset}_{model}_seed{seed}.log",
     shell:
         "{TRAIN_CMD} train --dataset {wildcards.dataset} --model {wildcards.model}"
         " --seed {wildcards.seed} 2>&1 | log_to {log}"

@@ -3,6 +3,7 @@
 from .loader import (
     STAGE_SECTIONS,
     fingerprint,
+    frame_size,
     load_grid,
     load_resources,
     pair_layers,
@@ -19,6 +20,7 @@ __all__ = [
     "STAGE_SECTIONS",
     "ParamsError",
     "fingerprint",
+    "frame_size",
     "load_grid",
     "load_resources",
     "pair_layers",

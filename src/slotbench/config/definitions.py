@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .schema import (
     MapOf,
+    MayBeAbsent,
     Spec,
     Variant,
     boolean,
@@ -26,6 +27,10 @@ _DATASET_COMMON = {
     "source": one_of("synthetic", "tfds", "release"),
     "resolution": integer(8),
     "video_len": integer(1),
+    # frames and segmentations resized to frame_size x frame_size at export (absent: resolution)
+    "frame_size": MayBeAbsent(integer(8)),
+    # only the first max_videos videos of each split (absent: every video)
+    "max_videos": MayBeAbsent(integer(1)),
 }
 
 SYNTHETIC = {
@@ -302,4 +307,7 @@ PROFILE_FILE = {
     **_PER_PAIR,
     "per_model": MapOf(_PER_PAIR, "models"),
     "per_tokenizer": MapOf(_PER_TOKENIZER, "tokenizers"),
+    # the data of the profile by the dataset's source (a synthetic dataset is generated at the
+    # profile's size, a MOVi export is cut and resized): one profile fits every dataset
+    "per_source": {source: {"dataset": variant} for source, variant in DATASET.variants.items()},
 }

@@ -7,7 +7,9 @@ Layers, later ones win (mappings merge key by key, lists and scalars are replace
 2. ``params/datasets/{dataset}.yaml``       ``dataset`` (and the name of its scale ``profile``)
 3. ``params/models/{model}.yaml``           ``model``, ``train``, ``eval``: the reference configuration
 4. ``params/models/{model}.yaml``           ``per_dataset.{dataset}``: what the original changes per dataset
-5. ``params/profiles/{profile}.yaml``       ``dataset``, ``model``, ``train``, ``eval``: the scale profile
+5. ``params/profiles/{profile}.yaml``       ``dataset``, then ``per_source.{source}.dataset``, then
+                                           ``model``, ``train``, ``eval``: the scale profile
+                                           (``$SLOTBENCH_PROFILE`` replaces every dataset's profile)
 6. ``params/profiles/{profile}.yaml``       ``per_model.{model}``
 
 A tokenizer (``params/tokenizers/{tokenizer}.yaml``) is resolved the same way, see
@@ -23,6 +25,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from ..paths import PROFILE_ENV
 from . import definitions as defs
 from .schema import ParamsError, Variant, validate
 
@@ -118,19 +122,29 @@ def load_resources(params_dir: str | Path = "params") -> dict:
     return resources
 
 
+def profile_override() -> str | None:
+    """The profile that replaces every dataset's own (``$SLOTBENCH_PROFILE``; ``snakemake --config
+    profile=NAME`` sets it), or None. Its outputs live apart (:mod:`slotbench.paths`)."""
+    return os.environ.get(PROFILE_ENV) or None
+
+
 def dataset_layers(dataset: str, params_dir: str | Path = "params") -> tuple[str, list[Layer]]:
-    """The profile name and the layers that set the ``dataset`` section."""
+    """The profile name and the layers that set the ``dataset`` section: the dataset file, the
+    profile's ``dataset`` and its ``per_source.{source}.dataset``."""
     params_dir = Path(params_dir)
     ds_path = _named_file(params_dir, "datasets", dataset)
     ds_file = load_yaml(ds_path, defs.DATASET_FILE, params_dir)
     if "profile" not in ds_file:
         raise ParamsError(f"{ds_path}: profile: missing key (name of a file in {params_dir / 'profiles'})")
-    profile = ds_file["profile"]
+    profile = profile_override() or ds_file["profile"]
     prof_path = _named_file(params_dir, "profiles", profile)
     prof_file = load_yaml(prof_path, defs.PROFILE_FILE, params_dir)
+    source = ds_file.get("dataset", {}).get("source")
+    per_source = prof_file.get("per_source", {}).get(source, {})
     layers = [
         Layer(ds_path, "", {k: v for k, v in ds_file.items() if k == "dataset"}),
         Layer(prof_path, "", {k: v for k, v in prof_file.items() if k == "dataset"}),
+        Layer(prof_path, f"per_source.{source}.", per_source),
     ]
     return profile, layers
 
@@ -151,7 +165,9 @@ def pair_layers(dataset: str, model: str, params_dir: str | Path = "params") -> 
         ds_layers[0],
         Layer(model_path, "", {k: v for k, v in model_file.items() if k in sections}),
         Layer(model_path, f"per_dataset.{dataset}.", model_file.get("per_dataset", {}).get(dataset, {})),
-        Layer(prof_path, "", {k: v for k, v in prof_file.items() if k in ("dataset", *sections)}),
+        ds_layers[1],
+        ds_layers[2],
+        Layer(prof_path, "", {k: v for k, v in prof_file.items() if k in sections}),
         Layer(prof_path, f"per_model.{model}.", prof_file.get("per_model", {}).get(model, {})),
     ]
 
@@ -177,6 +193,7 @@ def tokenizer_layers(dataset: str, tokenizer: str, params_dir: str | Path = "par
         Layer(tok_path, "", {k: v for k, v in tok_file.items() if k in ("tokenizer", "train")}),
         Layer(tok_path, f"per_dataset.{dataset}.", tok_file.get("per_dataset", {}).get(dataset, {})),
         ds_layers[1],
+        ds_layers[2],
         Layer(prof_path, f"per_tokenizer.{tokenizer}.", prof_file.get("per_tokenizer", {}).get(tokenizer, {})),
     ]
 
@@ -266,6 +283,12 @@ def stage_params(config: dict, stage: str) -> dict:
         else:
             out[section] = config[section]
     return out
+
+
+def frame_size(dataset_cfg: dict) -> int:
+    """The side in pixels of the exported frames, which the models see: ``dataset.frame_size`` when
+    set (the export resizes), else ``dataset.resolution`` (the source's own size)."""
+    return dataset_cfg.get("frame_size") or dataset_cfg["resolution"]
 
 
 def fingerprint(obj: Any) -> str:
@@ -370,17 +393,18 @@ def _encoder_factor(enc: dict) -> tuple[int, str]:
 def _check_shapes(cfg: dict, section: str, where: str) -> None:
     """Impossible shapes, refused before any compute: a resolution the encoder (or tokenizer) cannot
     divide, a broadcast decoder that cannot reach the resolution, more slots than feature positions."""
-    res = cfg["dataset"]["resolution"]
+    res = frame_size(cfg["dataset"])
+    size_key = "dataset.frame_size" if cfg["dataset"].get("frame_size") else "dataset.resolution"
     if section == "tokenizer":
         factor, why = _tokenizer_factor(cfg["tokenizer"])
         if res % factor:
-            raise ParamsError(f"{where}: dataset.resolution: {res} is not divisible by {factor}, the down-sampling of "
+            raise ParamsError(f"{where}: {size_key}: {res} is not divisible by {factor}, the down-sampling of "
                               f"{why}")
         return
     model = cfg["model"]
     factor, why = _encoder_factor(model["encoder"])
     if res % factor:
-        raise ParamsError(f"{where}: dataset.resolution: {res} is not divisible by {factor}, the encoder's "
+        raise ParamsError(f"{where}: {size_key}: {res} is not divisible by {factor}, the encoder's "
                           f"down-sampling ({why})")
     positions = (res // factor) ** 2
     if model["num_slots"] > positions:
@@ -392,4 +416,4 @@ def _check_shapes(cfg: dict, section: str, where: str) -> None:
         reachable = {size * 2 ** k for k in range(layers + 1)}  # each layer doubles the size, or keeps it
         if res not in reachable:
             raise ParamsError(f"{where}: model.decoder.broadcast_resolution: {size} with {layers} decoder layers "
-                              f"reaches {sorted(reachable)}, not dataset.resolution {res}")
+                              f"reaches {sorted(reachable)}, not {size_key} {res}")

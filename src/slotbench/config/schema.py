@@ -130,6 +130,15 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class MayBeAbsent:
+    """A key that a merged configuration may leave out (the code then uses its neutral behaviour);
+    when present it must match ``schema``. Keys added after exports existed are of this kind, so
+    that the dataset fingerprint of an export made before stays the same."""
+
+    schema: Any
+
+
+@dataclass(frozen=True)
 class MapOf:
     """A mapping from names of one ``kind`` (``datasets``, ``models``...) to partial overrides of ``schema``."""
 
@@ -150,6 +159,8 @@ def validate(value: Any, schema: Any, *, partial: bool, where: str, path: str = 
         names: the known names of each :attr:`MapOf.kind`; a :class:`MapOf` refuses any other name.
     """
     label = path or "<top level>"
+    if isinstance(schema, MayBeAbsent):
+        schema = schema.schema
     if isinstance(schema, Spec):
         if (msg := schema.check(value)) is not None:
             raise ParamsError(f"{where}: {label}: {msg}")
@@ -175,7 +186,7 @@ def validate(value: Any, schema: Any, *, partial: bool, where: str, path: str = 
             raise ParamsError(f"{where}: {_join(path, str(key))}: unknown key (known keys here: {known})")
         validate(sub, schema[key], partial=partial, where=where, path=_join(path, key), names=names)
     if not partial:
-        missing = [k for k in schema if k not in value]
+        missing = [k for k in schema if k not in value and not isinstance(schema[k], MayBeAbsent)]
         if missing:
             raise ParamsError(f"{where}: {_join(path, missing[0])}: missing key (required: {', '.join(missing)})")
 

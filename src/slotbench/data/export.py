@@ -20,10 +20,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
-from ..config import fingerprint
+from ..config import fingerprint, frame_size
 from .publish import is_staged, publish, recover, staging_dir
 from .storage import SplitWriter, write_meta
+from .subset import num_kept, resize_video
 from .synthetic import generate_split
 
 SYNTHETIC_SPLITS = ("train", "validation", "test")
@@ -47,7 +50,7 @@ def export(dataset_cfg: dict, root: str | Path, progress: bool = True) -> dict:
         meta = {
             "dataset": dataset_cfg["name"],
             "source": source,
-            "resolution": dataset_cfg["resolution"],
+            "resolution": frame_size(dataset_cfg),
             "video_len": dataset_cfg["video_len"],
             "splits": splits,
             "params": dataset_cfg,
@@ -82,11 +85,15 @@ def _write_splits(cfg: dict, staging: Path, progress: bool) -> tuple[dict, dict]
 
 
 def _export_synthetic_split(cfg: dict, root: Path, split: str, index: int, progress: bool) -> dict:
-    num_videos = cfg["splits"][split]
+    num_videos = num_kept(cfg, cfg["splits"][split])
     generator_cfg = {**cfg["synthetic"], "resolution": cfg["resolution"], "video_len": cfg["video_len"]}
     video, seg, num_objects = generate_split(generator_cfg, num_videos, seed=cfg["seed"] * 1000 + index,
                                              progress=progress)
-    writer = SplitWriter(root, split, num_videos, cfg["video_len"], cfg["resolution"])
+    if frame_size(cfg) != cfg["resolution"]:
+        resized = [resize_video(v, s, frame_size(cfg)) for v, s in zip(video, seg)]
+        video, seg = np.stack([r[0] for r in resized]), np.stack([r[1] for r in resized])
+        num_objects = np.array([r[2] for r in resized], dtype=num_objects.dtype)
+    writer = SplitWriter(root, split, num_videos, cfg["video_len"], frame_size(cfg))
     try:
         writer.write(0, video, seg, num_objects)
         return writer.finish()

@@ -51,7 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import frame_size
 from .storage import DataError, write_split_resumable
+from .subset import cut_and_resize
 
 DEFAULT_SHARD_SIZE = 64
 FRAME = "{t:08d}_image.png"
@@ -189,8 +191,9 @@ def export_release(cfg: dict, root: str | Path, progress: bool = True,
             for name in names[start:]:
                 yield read_video(split_dir / name, video_len, resolution, num_masks)
 
+        num_videos, read = cut_and_resize(cfg, len(names), read)
         splits[split] = write_split_resumable(
-            root, split, len(names), video_len, resolution, source, read,
+            root, split, num_videos, video_len, frame_size(cfg), source, read,
             shard_size=shard_size, progress=progress, desc=f"{cfg['name']} {split}",
         )
     return splits

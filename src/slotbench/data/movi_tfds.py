@@ -54,7 +54,9 @@ from typing import Any
 
 import numpy as np
 
+from ..config import frame_size
 from .storage import DataError, write_split_resumable
+from .subset import cut_and_resize
 
 EXTRA = "pip install 'slotbench[movi]'"
 PUBLIC_DATA_DIR = "gs://kubric-public/tfds"  # Kubric's public bucket (challenges/movi/README.md)
@@ -255,9 +257,10 @@ def export_tfds(cfg: dict, root: str | Path, progress: bool = True,
         if num_videos < 1:
             raise DataError(f"{cfg['name']}: split {split!r} of {name} has no examples")
         source = {"source": "tfds", "split": split, "params": cfg}  # params: TFDS name, config, version, data_dir
+        num_videos, read = cut_and_resize(cfg, num_videos,
+                                          lambda start, split=split: _records(tfds, builder, cfg, split, start))
         splits[split] = write_split_resumable(
-            root, split, num_videos, cfg["video_len"], cfg["resolution"], source,
-            read=lambda start, split=split: _records(tfds, builder, cfg, split, start),
+            root, split, num_videos, cfg["video_len"], frame_size(cfg), source, read,
             shard_size=shard_size, progress=progress, desc=f"{cfg['name']} {split}",
         )
     return splits

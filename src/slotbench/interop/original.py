@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
-from ..config import fingerprint, resolve, resolve_tokenizer, stage_params
+from ..config import fingerprint, frame_size, resolve, resolve_tokenizer, stage_params
 from ..io import sha256_file
 from ..models import build_model, build_tokenizer
 from ..models.diffusion import DiffusionSchedule
@@ -182,7 +182,7 @@ def build_target(network: str, dataset: str, params_dir: str | Path) -> tuple[nn
     tok_name = EMBEDDED_TOKENIZER.get(network)
     tok_cfg = resolve_tokenizer(dataset, tok_name, params_dir)["tokenizer"] if tok_name else None
     tokenizer = build_tokenizer(tok_cfg) if tok_cfg else None
-    model = build_model(cfg["model"], cfg["dataset"]["resolution"], tokenizer=tokenizer)
+    model = build_model(cfg["model"], frame_size(cfg["dataset"]), tokenizer=tokenizer)
     return model, cfg, {"kind": "slot_model", "tokenizer_config": tok_cfg}
 
 

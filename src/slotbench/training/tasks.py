@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..config import frame_size
 from ..data.dataset import check_compatible
 from ..models import build_model, build_tokenizer
 from ..models.dvae import gumbel_tau
@@ -84,7 +85,7 @@ def build_training_model(cfg: dict, tokenizer_checkpoint: str | Path | None) -> 
         if tokenizer_checkpoint is None:
             raise ValueError(f"{cfg['model']['name']} needs the checkpoint of its `tokenizer` stage")
         tokenizer, tok_cfg = load_frozen_tokenizer(tokenizer_checkpoint)
-    model = build_model(cfg["model"], cfg["dataset"]["resolution"], tokenizer=tokenizer)
+    model = build_model(cfg["model"], frame_size(cfg["dataset"]), tokenizer=tokenizer)
     return model, {"kind": "slot_model", "tokenizer_config": tok_cfg}
 
 
@@ -129,7 +130,7 @@ def load_trained(checkpoint_path: str | Path, data_root: str | Path, runtime_cfg
     if run is not None:
         check_run(state, checkpoint_path, run)
     cfg = state["config"]
-    check_compatible(data_root, cfg["dataset"]["resolution"], cfg["dataset"]["video_len"])
+    check_compatible(data_root, frame_size(cfg["dataset"]), cfg["dataset"]["video_len"])
     device = select_device(runtime_cfg)
     return state, restore_model(state).to(device).eval(), device
 
@@ -139,7 +140,7 @@ def restore_model(state: dict) -> nn.Module:
     written before the newer model keys existed load too (:func:`with_later_model_keys`)."""
     cfg = state["config"]
     tokenizer = build_tokenizer(state["tokenizer_config"]) if state.get("tokenizer_config") else None
-    model = build_model(with_later_model_keys(cfg["model"]), cfg["dataset"]["resolution"], tokenizer=tokenizer)
+    model = build_model(with_later_model_keys(cfg["model"]), frame_size(cfg["dataset"]), tokenizer=tokenizer)
     model.load_state_dict(state["model"])
     return model
 
