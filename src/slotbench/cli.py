@@ -122,9 +122,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     progress = not getattr(args, "no_progress", False)
     if args.command == "export":
         from .data.export import export
+        from .io import write_record
 
         ds = config.resolve_dataset(args.dataset, args.params_dir)
-        export(ds, paths.DATA_DIR.format(dataset=args.dataset), progress=progress)
+        meta = export(ds, paths.DATA_DIR.format(dataset=args.dataset), progress=progress)
+        # the receipt next to the data: the output Snakemake's rule and DVC's stage track (git keeps
+        # it, so a clone that pulls the data has it too)
+        write_record(paths.EXPORT_RECEIPT.format(dataset=args.dataset), meta)
     elif args.command == "tokenizer":
         from .training.loop import train
 

@@ -76,7 +76,8 @@ def render_dvc_yaml(params_dir: str | Path = paths.PARAMS_DIR) -> str:
             "params": _params(_with_profile(ds_file, param_sources(ds_layers, ("dataset",)))),
             # persist: DVC would delete the previous export before the command runs; the command
             # replaces it itself, only once the new one is complete (slotbench.data.publish)
-            "outs": [{data_dir: {"persist": True}}],
+            "outs": [{data_dir: {"persist": True}},
+                     {paths.EXPORT_RECEIPT.format(dataset=d): {"cache": False}}],  # what Snakemake's rule tracks
         }
         cfgs = {m: resolve(d, m, params_dir) for m in grid["models"]}
         model_cfgs = {m: c["model"] for m, c in cfgs.items()}
@@ -167,7 +168,8 @@ def _report_stage(dataset: str, grid: dict, opt: str) -> dict:
     return {
         "cmd": f"slotbench report --dataset {dataset} --no-progress{opt}",
         "deps": deps + _code("report"),
-        "outs": [{path: {"cache": False}} for path in (paths.REPORT.format(dataset=dataset), *curves)],
+        # the page (images inlined, ~1 MB) in DVC's cache and remote; the curves in git, for `dvc plots diff`
+        "outs": [paths.REPORT.format(dataset=dataset), *({path: {"cache": False}} for path in curves)],
     }
 
 

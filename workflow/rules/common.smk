@@ -45,11 +45,6 @@ def export_params(wildcards):
     return _canonical(resolve_dataset(wildcards.dataset, PARAMS_DIR))
 
 
-def export_meta(wildcards):
-    """The published export's meta.json, which the export rule copies to its receipt."""
-    return paths.DATA_META.format(dataset=wildcards.dataset)
-
-
 def tokenizer_params(wildcards):
     cfg = resolve_tokenizer(wildcards.dataset, wildcards.tokenizer, PARAMS_DIR)
     return _canonical(stage_params(cfg, "tokenizer"))
