@@ -25,7 +25,8 @@ stages (each reads params/ and writes the files named):
                                                            .../vis/{idx}_comp.mp4
   fvd         FVD of the reconstructed / composed videos -> .../fvd_recon.json, .../fvd_comp.json
               (the eval-* stages and fvd also log their metrics to the training's MLflow run)
-  table       collect metrics into CSV tables          -> results/{dataset}/{model}/table.csv, results/{dataset}/table.csv
+  table       collect metrics into CSV tables          -> results/{dataset}/{model}/table.csv,
+                                                           results/{dataset}/table.csv
   report      HTML page: table, videos, slots, curves  -> results/{dataset}/report.html, .../seed{S}/curves/*.csv
 utilities:
   import-original  convert an original SlotDiffusion / nerv checkpoint into model.pt (or set `init` in params)
@@ -41,13 +42,17 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _add_common(p: argparse.ArgumentParser, model: bool = False, seed: bool = False) -> None:
+def _add_common(p: argparse.ArgumentParser, model: bool = False, seed: bool = False, settable: bool = True) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (a file in params/datasets/)")
     if model:
         p.add_argument("--model", required=True, help="model name (a file in params/models/)")
     if seed:
         p.add_argument("--seed", type=int, required=True, help="training seed (model init and data order)")
     p.add_argument("--params-dir", default=paths.PARAMS_DIR, help="parameter folder (default: %(default)s)")
+    if settable:
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                       help="override one parameter for this stage only, e.g. --set train.max_steps=100 "
+                            "(repeatable; the value is read as YAML; it wins over every params file)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -72,10 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, model=True, seed=True)
     p.add_argument("--kind", required=True, choices=["recon", "comp"])
     p = sub.add_parser("table", help="CSV table of one model (all seeds) or of a dataset (all models)")
-    _add_common(p)
+    _add_common(p, settable=False)
     p.add_argument("--model", help="one model's table; without it, the dataset's table of every grid model")
     p = sub.add_parser("report", help="HTML report of a dataset: table, videos, slots, curves, versions")
-    _add_common(p)
+    _add_common(p, settable=False)
     p.add_argument("--videos", type=_positive_int, default=3, help="evaluation videos shown (default: %(default)s)")
     p = sub.add_parser("params", help="print the resolved parameters (YAML)")
     _add_common(p)
@@ -120,11 +125,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     from . import config
 
     progress = not getattr(args, "no_progress", False)
+    overrides = config.parse_overrides(getattr(args, "set", None))  # --set KEY=VALUE
     if args.command == "export":
         from .data.export import export
         from .io import write_record
 
-        ds = config.resolve_dataset(args.dataset, args.params_dir)
+        ds = config.resolve_dataset(args.dataset, args.params_dir, overrides)
         meta = export(ds, paths.DATA_DIR.format(dataset=args.dataset), progress=progress)
         # the receipt next to the data: the output Snakemake's rule and DVC's stage track (git keeps
         # it, so a clone that pulls the data has it too)
@@ -132,7 +138,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "tokenizer":
         from .training.loop import train
 
-        cfg = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir)
+        cfg = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir, overrides)
         if cfg["tokenizer"]["init"]:  # import the original's checkpoint instead of training
             from .interop.stage import import_stage
 
@@ -146,7 +152,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "train":
         from .training.loop import train
 
-        cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        cfg = config.resolve(args.dataset, args.model, args.params_dir, overrides)
         if cfg["model"]["init"]:  # import the original's checkpoint (tokenizer included) instead of training
             from .interop.stage import import_stage
 
@@ -163,7 +169,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "eval-seg":
         from .evaluation.segmentation import run_eval_seg
 
-        cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        cfg = config.resolve(args.dataset, args.model, args.params_dir, overrides)
         fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
         result = run_eval_seg(cfg["eval"], cfg["runtime"], paths.CHECKPOINT.format(**fmt),
                               paths.DATA_DIR.format(dataset=args.dataset), paths.SEG_METRICS.format(**fmt), progress,
@@ -172,7 +178,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command in ("eval-recon", "eval-comp-gen"):
         from .evaluation.reconstruction import run_eval_comp_gen, run_eval_recon
 
-        cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        cfg = config.resolve(args.dataset, args.model, args.params_dir, overrides)
         fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
         recon = args.command == "eval-recon"
         result = (run_eval_recon if recon else run_eval_comp_gen)(
@@ -183,7 +189,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "fvd":
         from .evaluation.fvd import run_fvd
 
-        cfg = config.resolve(args.dataset, args.model, args.params_dir)
+        cfg = config.resolve(args.dataset, args.model, args.params_dir, overrides)
         fmt = {"dataset": args.dataset, "model": args.model, "seed": args.seed}
         record = (paths.RECON_METRICS if args.kind == "recon" else paths.COMP_GEN_RECORD).format(**fmt)
         result = run_fvd(cfg["fvd"], args.kind, record, paths.FVD_METRICS.format(kind=args.kind, **fmt), progress,
@@ -198,17 +204,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         start = time.perf_counter()
         built = build_report(args.dataset, args.params_dir, args.videos, progress)
-        print(f"wrote {built['report']} ({built['bytes'] / 1e6:.2f} MB; {built['runs']} runs, {built['videos']} videos) "
-              f"in {time.perf_counter() - start:.1f} s")
+        print(f"wrote {built['report']} ({built['bytes'] / 1e6:.2f} MB; "
+              f"{built['runs']} runs, {built['videos']} videos) in {time.perf_counter() - start:.1f} s")
     elif args.command == "params":
         import yaml
 
         if args.model:
-            resolved = config.resolve(args.dataset, args.model, args.params_dir)
+            resolved = config.resolve(args.dataset, args.model, args.params_dir, overrides)
         elif args.tokenizer:
-            resolved = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir)
+            resolved = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir, overrides)
         else:
-            resolved = {"dataset": config.resolve_dataset(args.dataset, args.params_dir)}
+            resolved = {"dataset": config.resolve_dataset(args.dataset, args.params_dir, overrides)}
         from .training.tracking import redact_config
 
         print(yaml.safe_dump(redact_config(resolved), sort_keys=False), end="")

@@ -37,6 +37,13 @@ def _train(fmt: dict) -> list[tuple[str, str]]:
              .format(**fmt))]
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    """The command line's ``--set`` values (commands without the option have none)."""
+    from .config import parse_overrides
+
+    return parse_overrides(getattr(args, "set", None))
+
+
 def _runs(args: argparse.Namespace, models: list[str]) -> list[dict]:
     from .config import load_grid
 
@@ -51,10 +58,10 @@ def required_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     command, d = args.command, getattr(args, "dataset", None)
     fmt = {"dataset": d, "model": getattr(args, "model", None), "seed": getattr(args, "seed", None)}
     if command == "tokenizer":
-        init = resolve_tokenizer(d, args.tokenizer, args.params_dir)["tokenizer"]["init"]
+        init = resolve_tokenizer(d, args.tokenizer, args.params_dir, _overrides(args))["tokenizer"]["init"]
         return [] if init else _export(d)  # an imported original checkpoint: its own missing-file error
     if command == "train":
-        model = resolve(d, args.model, args.params_dir)["model"]
+        model = resolve(d, args.model, args.params_dir, _overrides(args))["model"]
         if model["init"]:
             return []
         tokenizer = model.get("tokenizer")
@@ -87,9 +94,10 @@ def check_inputs(args: argparse.Namespace) -> None:
     when the stage would read a dataset export that is not current."""
     from .config import resolve, resolve_dataset
 
-    dataset_cfg = resolve_dataset(args.dataset, args.params_dir) if getattr(args, "dataset", None) else None
+    dataset = getattr(args, "dataset", None)
+    dataset_cfg = resolve_dataset(dataset, args.params_dir, _overrides(args)) if dataset else None
     if getattr(args, "model", None) and args.command != "import-original":  # which may name a tokenizer
-        resolve(args.dataset, args.model, args.params_dir)
+        resolve(args.dataset, args.model, args.params_dir, _overrides(args))
     inputs = required_inputs(args)
     export = _export(args.dataset)[0] if dataset_cfg else None
     for path, make in inputs:

@@ -26,6 +26,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,17 +199,23 @@ def tokenizer_layers(dataset: str, tokenizer: str, params_dir: str | Path = "par
     ]
 
 
-def resolve_tokenizer(dataset: str, tokenizer: str, params_dir: str | Path = "params") -> dict:
-    """The complete, validated configuration of one (dataset, tokenizer) pair."""
-    return _resolve_pair(tokenizer_layers(dataset, tokenizer, params_dir), defs.RESOLVED_TOKENIZER,
-                         "tokenizer", tokenizer, f"params of ({dataset}, {tokenizer})")
+def resolve_tokenizer(dataset: str, tokenizer: str, params_dir: str | Path = "params",
+                      overrides: dict[str, Any] | None = None) -> dict:
+    """The complete, validated configuration of one (dataset, tokenizer) pair (``overrides``: see
+    :func:`override_layer`)."""
+    layers = tokenizer_layers(dataset, tokenizer, params_dir)
+    layers += override_layer(overrides, defs.RESOLVED_TOKENIZER)
+    return _resolve_pair(layers, defs.RESOLVED_TOKENIZER, "tokenizer", tokenizer, f"params of ({dataset}, {tokenizer})")
 
 
-def resolve_dataset(dataset: str, params_dir: str | Path = "params") -> dict:
-    """The validated ``dataset`` section alone (what the export stage needs)."""
+def resolve_dataset(dataset: str, params_dir: str | Path = "params", overrides: dict[str, Any] | None = None) -> dict:
+    """The validated ``dataset`` section alone (what the export stage needs); only the ``dataset.*``
+    keys of ``overrides`` apply."""
     _, layers = dataset_layers(dataset, params_dir)
+    layers += override_layer({k: v for k, v in (overrides or {}).items() if k.startswith("dataset.")},
+                             {"dataset": defs.DATASET})
     merged = _merge_layers(layers, defs.RESOLVED)
-    where = f"dataset '{dataset}' (merged from {', '.join(str(l.file) for l in layers)})"
+    where = f"dataset '{dataset}' (merged from {', '.join(str(layer.file) for layer in layers)})"
     if "dataset" not in merged:
         raise ParamsError(f"{where}: dataset: missing section")
     validate(merged["dataset"], defs.DATASET, partial=False, where=where, path="dataset")
@@ -216,10 +223,50 @@ def resolve_dataset(dataset: str, params_dir: str | Path = "params") -> dict:
     return merged["dataset"]
 
 
-def resolve(dataset: str, model: str, params_dir: str | Path = "params") -> dict:
-    """The complete, validated configuration of one (dataset, model) pair."""
-    return _resolve_pair(pair_layers(dataset, model, params_dir), defs.RESOLVED, "model", model,
-                         f"params of ({dataset}, {model})")
+def resolve(dataset: str, model: str, params_dir: str | Path = "params",
+            overrides: dict[str, Any] | None = None) -> dict:
+    """The complete, validated configuration of one (dataset, model) pair (``overrides``: see
+    :func:`override_layer`)."""
+    layers = pair_layers(dataset, model, params_dir) + override_layer(overrides, defs.RESOLVED)
+    return _resolve_pair(layers, defs.RESOLVED, "model", model, f"params of ({dataset}, {model})")
+
+
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=1e-3", "model.num_slots=4"]`` (``slotbench <stage> --set``) as ``{dotted key: value}``,
+    each value read as YAML (``3`` an integer, ``null`` None, ``[1, 2]`` a list)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key or "." not in key:
+            raise ParamsError(f"--set {item}: expected SECTION.KEY=VALUE, e.g. train.max_steps=100")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ParamsError(f"--set {item}: the value is not valid YAML ({err})") from err
+        # YAML 1.1 reads 1e-3 (no dot) as a string; on the command line it means a number
+        out[key] = float(value) if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value) else value
+    return out
+
+
+def override_layer(overrides: dict[str, Any] | None, schema: dict) -> list[Layer]:
+    """The command line's ``--set`` values as the last layer (it wins over every file), checked like a
+    params file against ``schema``; no layer without overrides."""
+    if not overrides:
+        return []
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        *parents, last = dotted.split(".")
+        node = nested
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ParamsError(f"--set {dotted}: {key} is set to a value and used as a section")
+        node[last] = value
+    validate(nested, schema, partial=True, where="--set")
+    return [Layer(Path("--set"), "", nested)]
 
 
 def _resolve_pair(layers: list[Layer], schema: dict, section: str, name: str, where: str) -> dict:
@@ -354,7 +401,8 @@ def _check_dataset(ds: dict, where: str) -> None:
     syn = ds.get("synthetic")
     if syn is not None:
         if syn["min_objects"] > syn["max_objects"]:
-            raise ParamsError(f"{where}: dataset.synthetic.min_objects ({syn['min_objects']}) > max_objects ({syn['max_objects']})")
+            raise ParamsError(f"{where}: dataset.synthetic.min_objects ({syn['min_objects']}) "
+                              f"> max_objects ({syn['max_objects']})")
         if syn["min_size"] > syn["max_size"]:
             raise ParamsError(f"{where}: dataset.synthetic.min_size ({syn['min_size']}) > max_size ({syn['max_size']})")
 
