@@ -24,12 +24,11 @@ import platform
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 import yaml
-
 from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +94,8 @@ def write_markdown(record: dict, path: Path) -> None:
         "# DDP scaling: training throughput, 1 vs 2 processes on CPU",
         "",
         f"Generated {record['date']} by `bench/bench_ddp_scaling.py`. {record['machine']['cpu']}, "
-        f"{record['machine']['cores']} cores, torch {record['machine']['torch']}, python {record['machine']['python']}; "
+        f"{record['machine']['cores']} cores, torch {record['machine']['torch']}, "
+        f"python {record['machine']['python']}; "
         f"load average before / after: {record['load_before']} / {record['load_after']} (the machine was shared "
         "with other jobs: read the numbers as indicative).",
         "",
@@ -127,7 +127,7 @@ def main() -> None:
     cases = [measure(p, t) for p, t in CASES]
     record = {
         "benchmark": "ddp_scaling",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__},
         "load_before": load_before,

@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +76,12 @@ def time_export(data_dir: Path, out: Path) -> float:
     code = (
         "import sys, time\n"
         "from slotbench.data.export import export\n"
-        "cfg = {'name': 'movi_e', 'source': 'tfds', 'resolution': %d, 'video_len': %d, 'splits': ['train'],\n"
+        f"cfg = {{'name': 'movi_e', 'source': 'tfds', 'resolution': {RES:d}, 'video_len': {FRAMES:d}, "
+        "'splits': ['train'],\n"
         "       'tfds': {'builder': 'movi_e', 'version': '1.0.0', 'data_dir': sys.argv[1]}}\n"
         "start = time.perf_counter()\n"
         "export(cfg, sys.argv[2], progress=False)\n"
-        "print(time.perf_counter() - start)\n" % (RES, FRAMES)
+        "print(time.perf_counter() - start)\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(data_dir), str(out)], env=ENV, check=True,
                             capture_output=True, text=True)
@@ -182,7 +183,7 @@ def main() -> None:
     per_1000 = 1000 / args.videos / 2**30
     result = {
         "benchmark": "MOVi data path: export, size on disk, training loader",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__},
         "videos": args.videos, "resolution": RES, "frames": FRAMES,

@@ -33,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -190,7 +190,7 @@ def main() -> None:
         "versions": {"opencv": cv2.__version__, "pillow": Image.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_1min_at_end": round(os.getloadavg()[0], 2)},
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "movi_png_read.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -34,7 +34,7 @@ import json
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -42,9 +42,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from machine import cpu_model
 
 import slotbench
-from machine import cpu_model
 from slotbench.data.dataset import VideoDataset, to_model_input
 from slotbench.metrics.reconstruction import recon_metrics
 from slotbench.training import checkpoint
@@ -77,10 +77,12 @@ def _scores(pred: torch.Tensor, video: torch.Tensor) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=RUN, help="scratch project of the trained model (default: %(default)s)")
+    parser.add_argument("--run", type=Path, default=RUN,
+                        help="scratch project of the trained model (default: %(default)s)")
     parser.add_argument("--dataset", default="shapes")
     parser.add_argument("--videos", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=8, help="first frames of each video (slots from a pass over them)")
+    parser.add_argument("--frames", type=int, default=8,
+                        help="first frames of each video (slots from a pass over them)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3],
                         help="noise seeds: every (sampler, steps) decodes once per seed; mean and spread reported")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -137,7 +139,7 @@ def main() -> None:
 
     result = {
         "benchmark": "SlotDiffusion reconstruction MSE against sampler steps",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "load_avg_1min_end": round(os.getloadavg()[0], 2)},
@@ -178,7 +180,8 @@ def main() -> None:
 
     image_rel = os.path.relpath(args.image.resolve(), args.out.resolve())
     lines = ["# SlotDiffusion: reconstruction MSE against sampler steps", "",
-             f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, torch {torch.__version__} (CPU), "
+             f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
+             f"torch {torch.__version__} (CPU), "
              f"{result['machine']['threads']} thread(s). Date: {result['date']}. `bench/bench_sampler_steps.py`.", "",
              f"Model: `{result['model']['checkpoint']}` ({state['step']} training steps, shapes profile, "
              f"T = {model.schedule.num_timesteps}). Frames: the first {args.frames} of {args.videos} test videos "

@@ -35,13 +35,13 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 from slotbench.models import build_model, build_tokenizer  # noqa: E402
-from machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -303,7 +303,7 @@ def main() -> None:
         bench_reference(args.repeats, args.uncached_tokens, args.full, args.samples),
     ]
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "dtype": "float32",
         "machine": {
             "device": "cpu",

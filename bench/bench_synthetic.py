@@ -21,14 +21,14 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 from slotbench.data.synthetic import DEFAULT_CONFIG, generate_split  # noqa: E402
 from slotbench.visualize import colour_ids, make_grid, save_png  # noqa: E402
-from machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -97,7 +97,7 @@ def main() -> None:
 
     report = {
         "benchmark": "synthetic shapes generator, one CPU core",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,
         "cases": cases,
         "images": write_images(),

@@ -359,7 +359,8 @@ def markdown(result: dict, models: list[str]) -> str:
              f"`{json.dumps(result['dataset']['synthetic'])}`; {result['num_slots']} slots.", "",
              f"Test split, x100, {result['metrics']}. CPU hours: user + system time of every stage "
              "(tokenizer included).", "",
-             "| method | protocol | steps | FG-ARI | mIoU | mBO | MSE | PSNR | SSIM | CPU h | val FG-ARI slope / 1k steps |",
+             "| method | protocol | steps | FG-ARI | mIoU | mBO | MSE | PSNR | SSIM | CPU h "
+             "| val FG-ARI slope / 1k steps |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in models:
         r = result[model]

@@ -747,7 +747,8 @@ def markdown(record: dict) -> str:
                      f"{run['checkpoint_mb']} | {run['import_time_s']} |")
     if record["small"]:
         worst = max((d["max_rel"], r["name"], o) for r in record["small"] for o, d in r["outputs"].items())
-        lines += ["", f"Small configurations (16x16, tests/data): worst max_rel {worst[0]:.2e} ({worst[1]} {worst[2]})."]
+        lines += ["", f"Small configurations (16x16, tests/data): worst max_rel {worst[0]:.2e} "
+                      f"({worst[1]} {worst[2]})."]
     if record.get("train"):
         lines += train_markdown(record["train"])
     return "\n".join(lines) + "\n"

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -231,7 +231,7 @@ def main() -> None:
 
     report = {
         "benchmark": "occlusion in the synthetic shapes data",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": args.dataset,
         "split": args.split,
         "shipped": dataset["synthetic"],

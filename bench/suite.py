@@ -44,12 +44,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
-
 from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -436,7 +435,7 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     sections = set(args.only.split(","))
     result = {"benchmark": "slotbench speed suite",
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
+              "date": datetime.now(UTC).isoformat(timespec="seconds"), "repeats": args.repeats,
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

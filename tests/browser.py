@@ -148,7 +148,7 @@ class DevTools:
         os.close(self._from_browser)
         self._profile.cleanup()
 
-    def __enter__(self) -> "DevTools":
+    def __enter__(self) -> DevTools:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,10 +4,9 @@ common mistakes end in one sentence with the fix (exit status 2), never a traceb
 from __future__ import annotations
 
 import pytest
+from conftest import edit_yaml
 
 from slotbench.cli import build_parser, main
-
-from conftest import edit_yaml
 
 STAGES = ("export", "tokenizer", "train", "eval-seg", "eval-recon", "eval-comp-gen", "fvd", "table", "report")
 

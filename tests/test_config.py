@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import REPO, copy_params, edit_yaml
 
 from slotbench.config import ParamsError, load_grid, resolve, resolve_dataset, resolve_tokenizer, stage_params
 from slotbench.config.loader import fingerprint
-
-from conftest import REPO, copy_params, edit_yaml
 
 
 @pytest.mark.parametrize("dataset", ["movi_d", "movi_e"])
@@ -42,7 +41,8 @@ def test_shapes_profile_switches_encoder_variant_cleanly():
 
 
 def test_grid_and_dataset_only():
-    assert load_grid(REPO / "params") == {"datasets": ["shapes"], "models": ["savi", "steve", "slotdiffusion"], "seeds": [0]}
+    assert load_grid(REPO / "params") == {"datasets": ["shapes"], "models": ["savi", "steve", "slotdiffusion"],
+                                          "seeds": [0]}
     assert resolve_dataset("shapes", REPO / "params")["synthetic"]["look"] == "solid"
     assert resolve_dataset("shapes_tex", REPO / "params")["synthetic"]["look"] == "textured"
 
@@ -130,11 +130,13 @@ def test_reference_tokenizers():
     assert dvae["tokenizer"] == {"name": "dvae", "vocab_size": 4096, "hidden_channels": 64, "init": None,
                                  "gumbel": {"init_tau": 1.0, "final_tau": 0.1, "decay_pct": 0.15}}
     vq = resolve_tokenizer("movi_e", "vqvae", REPO / "params")
-    assert (vq["tokenizer"]["channels"], vq["tokenizer"]["channel_mult"], vq["tokenizer"]["n_embed"]) == (64, [1, 2, 4], 4096)
-    assert vq["tokenizer"]["percept_loss_w"] == 1.0 and vq["tokenizer"]["beta"] == 0.25
+    tok = vq["tokenizer"]
+    assert (tok["channels"], tok["channel_mult"], tok["n_embed"]) == (64, [1, 2, 4], 4096)
+    assert tok["percept_loss_w"] == 1.0 and tok["beta"] == 0.25
     for t in (dvae, vq):
-        assert (t["train"]["lr"], t["train"]["min_lr"], t["train"]["max_epochs"], t["train"]["batch_size"]) == (1e-3, 1e-5, 50, 64)
-        assert t["train"]["n_sample_frames"] == 1 and t["train"]["clip_grad"] < 0
+        train = t["train"]
+        assert (train["lr"], train["min_lr"], train["max_epochs"], train["batch_size"]) == (1e-3, 1e-5, 50, 64)
+        assert train["n_sample_frames"] == 1 and train["clip_grad"] < 0
     # the profile's plain `train` section is the slot models'; tokenizers take per_tokenizer only
     shapes = resolve_tokenizer("shapes", "dvae", REPO / "params")
     assert shapes["train"]["max_steps"] == 600 and shapes["train"]["lr"] == 1e-3
@@ -182,14 +184,17 @@ def test_duplicate_key_is_an_error(tmp_path):
     first = text.splitlines().index("train:") + 1
     model.write_text(text + "train:\n  clip_grad: 1.0\n")
     again = len(text.splitlines()) + 1
-    with pytest.raises(ParamsError, match=rf"models/savi.yaml: not valid YAML \(duplicate key 'train' on lines {first} and {again}"):
+    with pytest.raises(ParamsError,
+                       match=rf"models/savi.yaml: not valid YAML \(duplicate key 'train' on lines {first} and {again}"):
         resolve("shapes", "savi", params)
     model.write_text(text)
     profile = params / "profiles" / "tiny.yaml"
     text = profile.read_text()
     line = text.splitlines().index("  lr: 1.0e-3") + 1
     profile.write_text(text.replace("  lr: 1.0e-3\n", "  lr: 1.0e-3\n  lr: 5.0e-3\n"))
-    with pytest.raises(ParamsError, match=rf"profiles/tiny.yaml: not valid YAML \(duplicate key 'lr' on lines {line} and {line + 1}"):
+    with pytest.raises(ParamsError,
+                       match=rf"profiles/tiny.yaml: not valid YAML \(duplicate key 'lr' "
+                             rf"on lines {line} and {line + 1}"):
         resolve("shapes", "savi", params)
 
 
@@ -198,5 +203,6 @@ def test_scientific_notation_without_dot_gets_a_hint(tmp_path):
     params = copy_params(tmp_path)
     model = params / "models" / "savi.yaml"
     model.write_text(model.read_text().replace("lr: 1.0e-4", "lr: 1e-4", 1))
-    with pytest.raises(ParamsError, match=r"train.lr: expected a number, got '1e-4' \(YAML reads 1e-4 as text; write 1.0e-4\)"):
+    with pytest.raises(ParamsError,
+                       match=r"train.lr: expected a number, got '1e-4' \(YAML reads 1e-4 as text; write 1.0e-4\)"):
         resolve("shapes", "savi", params)

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from slotbench.data.dataset import (ClipDataset, StepBatchSampler, VideoDataset, check_compatible, compact_ids,
-                                    to_model_input)
+from slotbench.data.dataset import (
+    ClipDataset,
+    StepBatchSampler,
+    VideoDataset,
+    check_compatible,
+    compact_ids,
+    to_model_input,
+)
 from slotbench.data.storage import DataError
 
 

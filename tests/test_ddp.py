@@ -11,13 +11,12 @@ import sys
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import edit_yaml
 
 from slotbench.config import resolve
 from slotbench.data.dataset import StepBatchSampler
 from slotbench.jobs import command_prefix, snakemake_resources
 from slotbench.training import checkpoint, distributed, loop
-
-from conftest import edit_yaml
 
 TINY = ("params", "profiles", "tiny.yaml")
 

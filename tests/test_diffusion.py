@@ -338,7 +338,10 @@ def test_ddim_time_steps_and_single_point(sched):
 
 def test_ddim_eta_noise_is_seeded(sched):
     x = torch.randn(2, 1, 2, 2)
-    eps_fn = lambda x, t: 0.1 * x
+
+    def eps_fn(x, t):
+        return 0.1 * x
+
     a = ddim_sample(eps_fn, x, sched, steps=10, eta=1.0, generator=torch.Generator().manual_seed(3))
     b = ddim_sample(eps_fn, x, sched, steps=10, eta=1.0, generator=torch.Generator().manual_seed(3))
     c = ddim_sample(eps_fn, x, sched, steps=10, eta=0.0)
@@ -362,7 +365,9 @@ def test_ddpm_single_point_is_exact_and_seeded(sched):
         calls.append(1)
         return torch.zeros_like(x0)
 
-    eps_fn = lambda x, t: 0.3 * x
+    def eps_fn(x, t):
+        return 0.3 * x
+
     kw = dict(denoise_fn=snap, same_noise=True)
     a = ddpm_sample(eps_fn, x_t.float(), sched, generator=torch.Generator().manual_seed(5), **kw)
     b = ddpm_sample(eps_fn, x_t.float(), sched, generator=torch.Generator().manual_seed(5), **kw)

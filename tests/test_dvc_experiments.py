@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from slotbench.io import sha256_file
-
 from conftest import REPO, edit_yaml
 from test_workflow import _project, _run
+
+from slotbench.io import sha256_file
 
 DVC = [sys.executable, "-m", "dvc"]
 RUN = "results/shapes/savi/seed0"
@@ -128,4 +127,5 @@ def test_push_then_a_fresh_clone_pulls_everything_and_nothing_reruns(experiments
     assert _json([*DVC, "status", "--json"], clone) == {}
     # and a parameter changed afterwards still re-runs what it feeds
     edit_yaml(clone / "params/profiles/tiny.yaml", "eval.num_videos", 2)
-    assert "rule eval_seg" in _run([sys.executable, "-m", "snakemake", "--cores", "1", "-n", "results/shapes/table.csv"], clone)
+    assert "rule eval_seg" in _run([sys.executable, "-m", "snakemake", "--cores", "1", "-n",
+                                    "results/shapes/table.csv"], clone)

@@ -18,7 +18,7 @@ from slotbench.evaluation import reconstruction as er
 from slotbench.metrics import lpips as lp
 from slotbench.metrics.fvd import read_video_folder, to_uint8_frames
 from slotbench.metrics.reconstruction import recon_metrics
-from slotbench.models import SlotDiffusion, STEVE, build_model, build_tokenizer
+from slotbench.models import STEVE, SlotDiffusion, build_model, build_tokenizer
 from slotbench.training import checkpoint
 from slotbench.training.tasks import restore_model
 
@@ -298,7 +298,8 @@ def test_recon_stage_slotdiffusion_seeded_dpm_solver(tmp_path, no_lpips_weights)
     other = er.run_eval_recon(dict(cfg, seed=1), *args, tmp_path / "c.json", tmp_path / "vids3", progress=False,
                               lpips=None)
     assert first["decoding"] == {"decoder": "latent diffusion", "sampler": "dpm++", "sampler_steps": 20,
-                                 "unet_evaluations_per_frame": 20, "same_noise": True, "noise_generator": "torch CPU generator seeded with eval.seed"}
+                                 "unet_evaluations_per_frame": 20, "same_noise": True,
+                                 "noise_generator": "torch CPU generator seeded with eval.seed"}
     assert (first["MSE"], first["SSIM"]) == (again["MSE"], again["SSIM"])  # seeded
     assert other["MSE"] != first["MSE"]
     model = restore_model(state).eval()

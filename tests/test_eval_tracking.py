@@ -8,6 +8,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_eval_recon import (
+    EVAL,
+    RUNTIME,
+    SAVI,
+    _checkpoint,
+    _data,
+    _one_thread,  # noqa: F401  (an autouse fixture: one torch thread)
+)
 
 from slotbench.evaluation import fvd as ef
 from slotbench.evaluation import reconstruction as er
@@ -15,9 +23,6 @@ from slotbench.evaluation.segmentation import run_eval_seg
 from slotbench.io import write_record
 from slotbench.training import checkpoint
 from slotbench.training.tracking import RUN_ID_FILE, Tracker
-
-from test_eval_recon import EVAL, RUNTIME, SAVI, _checkpoint, _data
-from test_eval_recon import _one_thread  # noqa: F401  (an autouse fixture: one torch thread)
 
 FINGERPRINT = "f" * 64
 STEP = 7  # the step _checkpoint stores

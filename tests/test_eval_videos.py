@@ -9,13 +9,11 @@ import json
 import cv2
 import numpy as np
 import pytest
+from test_eval_recon import EVAL, RUNTIME, SD_CFG, VQVAE, T, _checkpoint, _data, _one_thread, no_lpips_weights, savi_run  # noqa: F401  # noqa: F401  (fixtures; _one_thread is autouse)
 
 from slotbench.evaluation import reconstruction as er
 from slotbench.evaluation import videos
 from slotbench.visualize import GAP, LABEL_HEIGHT, MIN_TILE
-
-from test_eval_recon import EVAL, RUNTIME, SD_CFG, VQVAE, T, _checkpoint, _data, savi_run  # noqa: F401
-from test_eval_recon import _one_thread, no_lpips_weights  # noqa: F401  (fixtures; _one_thread is autouse)
 
 
 def _read_mp4(path) -> tuple[np.ndarray, float, int]:

@@ -29,15 +29,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import fault_hooks
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, copy_params, edit_yaml
 
 from slotbench import cli
 from slotbench.training import checkpoint
-
-import fault_hooks
-from conftest import REPO, copy_params, edit_yaml
 
 HOOK_DIR = REPO / "tests" / "faultinject"
 RUN = "results/shapes/savi/seed0"

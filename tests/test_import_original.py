@@ -106,8 +106,9 @@ def test_conversion_errors_name_the_tensor():
     with pytest.raises(OriginalCheckpointError, match=r"'trans_decoder\.extra\.weight' \[2\] has no place"):
         convert_state("steve", bad, model)
     bad = dict(original, **{"trans_decoder.head.weight": torch.zeros(5, 16)})
-    with pytest.raises(OriginalCheckpointError, match=r"'trans_decoder\.head\.weight' has shape \[5, 16\] but "
-                                                      r"slotbench's 'trans_decoder\.head\.weight' has shape \[16, 16\]"):
+    with pytest.raises(OriginalCheckpointError,
+                       match=r"'trans_decoder\.head\.weight' has shape \[5, 16\] but "
+                             r"slotbench's 'trans_decoder\.head\.weight' has shape \[16, 16\]"):
         convert_state("steve", bad, model)
     bad = {k: v for k, v in original.items() if k != "init_latents"}
     with pytest.raises(OriginalCheckpointError, match=r"'trunk\.init_latents' \[1, 3, 16\] is not set"):

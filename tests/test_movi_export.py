@@ -331,7 +331,8 @@ def test_tfds_missing_local_mirror(tmp_path, monkeypatch):
     fake = use_fake(monkeypatch, FakeTfds())
 
     def not_found(name, data_dir=None):
-        raise ValueError("Dataset movi_e not found.\nAvailable datasets:\n" + "\n".join(f"\t- ds{i}" for i in range(500))
+        raise ValueError("Dataset movi_e not found.\nAvailable datasets:\n"
+                         + "\n".join(f"\t- ds{i}" for i in range(500))
                          + f"\nNo builder could be found in the directory: {data_dir} for the builder: movi_e.")
 
     fake.builder = not_found

@@ -14,18 +14,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fault_hooks
 import pytest
+from conftest import edit_yaml
+from test_faults import _env, _events, _killed, _new_project, _stage, _tree
+from test_workflow import _project
 
 from slotbench import cli, preflight
 from slotbench.config import resolve, resolve_dataset
 from slotbench.data.dataset import check_current
 from slotbench.data.publish import staging_dir
 from slotbench.data.storage import DataError, read_meta, write_meta
-
-import fault_hooks
-from conftest import edit_yaml
-from test_faults import _env, _events, _killed, _new_project, _stage, _tree
-from test_workflow import _project
 
 EXPORT = ["export", "--dataset", "shapes", "--no-progress"]
 STALE = ("data/shapes/meta.json: stale export, made with other dataset params than the current ones "

@@ -14,15 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from browser import INSTALL_HINT, DevTools, find_chromium
+from conftest import REPO, copy_params, edit_yaml
 from PIL import Image
+from test_workflow import _env
 
 from slotbench.report.curves import CORE, plot_curves, read_history, write_curves
 from slotbench.report.media import gif_uri
 from slotbench.visualize import GAP, LABEL_HEIGHT, MIN_TILE, matched_segmentation, slot_layers, strip
-
-from browser import INSTALL_HINT, DevTools, find_chromium
-from conftest import REPO, copy_params, edit_yaml
-from test_workflow import _env
 
 REPORT = "results/shapes/report.html"
 

@@ -17,7 +17,8 @@ def test_warmup_then_cosine():
     assert lr_at(10, total, pct, hi, lo) == pytest.approx(lo + (hi - lo) * 10 / warmup)
     assert lr_at(25, total, pct, hi, lo) == pytest.approx(hi)
     mid = 25 + (total - 25) / 2
-    assert lr_at(int(mid), total, pct, hi, lo) == pytest.approx(lo + (hi - lo) * (1 + math.cos(math.pi * (int(mid) - 25) / 975)) / 2)
+    one_plus_cos = 1 + math.cos(math.pi * (int(mid) - 25) / 975)
+    assert lr_at(int(mid), total, pct, hi, lo) == pytest.approx(lo + (hi - lo) * one_plus_cos / 2)
     assert lr_at(total, total, pct, hi, lo) == pytest.approx(lo)
     rates = [lr_at(k, total, pct, hi, lo) for k in range(total)]
     assert max(rates) == pytest.approx(hi) and min(rates) == lo

@@ -7,12 +7,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import reference_config
 from torch import nn
 
 from slotbench.models.common import count_parameters
 from slotbench.models.slotdiffusion import SlotDiffusion
-
-from conftest import reference_config
 
 # the reference configuration comes from params/ (the single source of truth)
 REF_MOVI_E = reference_config("movi_e", "slotdiffusion")["model"]

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, copy_params, edit_yaml
 from PIL import Image
+from test_workflow import _project, _snakemake
 
 from slotbench.config import resolve_dataset
 from slotbench.data.subset import resize_video
-
-from conftest import REPO, copy_params, edit_yaml
-from test_workflow import _project, _snakemake
 
 HERE = Path(__file__).resolve().parent
 R, T, VIDEOS = 128, 24, 5  # the real MOVi frame size and length; one video more than the profile keeps

@@ -15,6 +15,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from conftest import REPO, edit_yaml
+from test_eval_recon import (
+    DVAE,
+    EVAL,
+    RUNTIME,
+    SAVI,
+    SD_CFG,
+    STEVE_CFG,
+    VQVAE,
+    _checkpoint,
+    _data,
+    no_lpips_weights,  # noqa: F401  (a fixture)
+)
 
 from slotbench import paths
 from slotbench.cli import build_parser
@@ -26,10 +39,6 @@ from slotbench.evaluation.segmentation import run_eval_seg
 from slotbench.training import checkpoint
 from slotbench.training.loop import train
 from slotbench.workflow_dvc import render_dvc_yaml
-
-from conftest import REPO, edit_yaml
-from test_eval_recon import DVAE, EVAL, RUNTIME, SAVI, SD_CFG, STEVE_CFG, VQVAE, _checkpoint, _data
-from test_eval_recon import no_lpips_weights  # noqa: F401  (a fixture)
 
 MODELS = ("savi", "steve", "slotdiffusion")
 

@@ -8,13 +8,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import reference_config
 
 from slotbench.models import STEVE, build_model, build_tokenizer
 from slotbench.models.common import count_parameters
 from slotbench.models.steve import STEVETransformerDecoder, explicit_attention
 from slotbench.training.tasks import param_groups
-
-from conftest import reference_config
 
 # the reference configurations come from params/ (the single source of truth)
 REF_DVAE = reference_config("movi_e", "dvae", tokenizer=True)["tokenizer"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import json
+import os
 
 import numpy as np
 import pytest
@@ -76,7 +76,8 @@ def test_meta_json_itself_is_checked(how, tmp_path):
     else:
         text = text[: len(text) // 2]
     path.write_text(text)
-    expected = {"drop-digest": "no record_sha256", "truncate": "not valid JSON"}.get(how, "does not match its record_sha256")
+    expected = {"drop-digest": "no record_sha256", "truncate": "not valid JSON"}.get(
+        how, "does not match its record_sha256")
     with pytest.raises(DataError, match=f"meta.json: .*{expected}"):
         open_split(tmp_path, "train")
 
@@ -85,7 +86,8 @@ def test_mismatched_shape_and_missing_files(tmp_path):
     _write(tmp_path)
     np.save(tmp_path / "train" / "num_objects.npy", np.zeros(3, dtype=np.int32))  # 4 bytes per entry
     meta = json.loads((tmp_path / "meta.json").read_text())
-    meta["splits"]["train"]["files"]["num_objects.npy"]["bytes"] = (tmp_path / "train" / "num_objects.npy").stat().st_size
+    size = (tmp_path / "train" / "num_objects.npy").stat().st_size
+    meta["splits"]["train"]["files"]["num_objects.npy"]["bytes"] = size
     write_record(tmp_path / "meta.json", meta)  # an edit with a fresh digest: the file checks catch it
     with pytest.raises(DataError, match=r"num_objects.npy: int32 \[3\], meta.json says int16 \[3\]"):
         open_split(tmp_path, "train")

@@ -6,14 +6,13 @@ import json
 
 import pytest
 import torch
+from conftest import edit_yaml
 
 from slotbench.config import resolve
 from slotbench.data.dataset import ClipDataset, to_model_input
 from slotbench.models import build_model, build_tokenizer
 from slotbench.training import checkpoint, loop
 from slotbench.training.loop import NonFiniteLossError, train
-
-from conftest import edit_yaml
 
 
 def _cfg(project, **train_overrides):
@@ -317,9 +316,9 @@ def test_sigterm_through_the_workflow_log_pipe_checkpoints(project, tiny_data):
 
 def test_release_data_without_a_validation_split_validates_on_test(project, tmp_path):
     """MOVi-Solid/Tex exports hold train and test only; training validates on test, as the original."""
-    from slotbench.data.export import export
-
     from test_movi_export import release_cfg, write_release
+
+    from slotbench.data.export import export
 
     write_release(tmp_path / "release")
     cfg = _cfg(project, max_steps=2, val_every=2, checkpoint_every=2)

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO, copy_params, edit_yaml
 
 from slotbench.table import COLUMNS
-
-from conftest import REPO, copy_params, edit_yaml
 
 TARGET = "results/shapes/savi/table.csv"
 EVALUATION = {"eval_seg", "eval_recon", "eval_comp_gen", "fvd", "table_model"}
@@ -159,7 +158,7 @@ def test_slurm_profile_resolves_resources_for_the_movi_e_slotdiffusion_dag(tmp_p
     resources = {}
     for block in out.split("\nrule ")[1:]:
         rule = block.split(":", 1)[0]
-        line = next(l for l in block.splitlines() if l.strip().startswith("resources:"))
+        line = next(ln for ln in block.splitlines() if ln.strip().startswith("resources:"))
         resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
     assert set(resources) == {"export", "tokenizer", "train", "eval_seg", "eval_recon", "eval_comp_gen", "fvd",
                               "table_model"}

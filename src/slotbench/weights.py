@@ -47,8 +47,8 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from tqdm import tqdm
 

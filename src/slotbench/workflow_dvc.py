@@ -14,8 +14,7 @@ from pathlib import Path
 import yaml
 
 from . import paths
-from .config import (load_grid, load_resources, pair_layers, param_sources, resolve, resolve_tokenizer,
-                     tokenizer_layers)
+from .config import load_grid, load_resources, pair_layers, param_sources, resolve, resolve_tokenizer, tokenizer_layers
 from .config.loader import dataset_layers, stage_keys
 from .jobs import command_prefix
 from .table import run_files

@@ -246,7 +246,8 @@ RUNTIME = {
     "device": one_of("auto", "cpu", "cuda"),
     "threads": optional(integer(1)),
     "channels_last": Spec("auto, true or false",
-                          lambda v: None if v == "auto" or isinstance(v, bool) else f"expected auto, true or false, got {v!r}"),
+                          lambda v: None if v == "auto" or isinstance(v, bool)
+                          else f"expected auto, true or false, got {v!r}"),
     "compile": boolean(),
 }
 
@@ -298,7 +299,8 @@ RESOLVED_TOKENIZER = {
 _PER_PAIR = {"model": MODEL, "train": TRAIN, "eval": EVAL}
 _PER_TOKENIZER = {"tokenizer": TOKENIZER, "train": TRAIN}
 
-DEFAULTS_FILE = {"grid": GRID, "resources": RESOURCES, "train": TRAIN, "eval": EVAL, "fvd": FVD, "runtime": RUNTIME, "tracking": TRACKING}
+DEFAULTS_FILE = {"grid": GRID, "resources": RESOURCES, "train": TRAIN, "eval": EVAL, "fvd": FVD, "runtime": RUNTIME,
+                 "tracking": TRACKING}
 DATASET_FILE = {"profile": string(), "dataset": DATASET}
 MODEL_FILE = {"model": MODEL, "train": TRAIN, "eval": EVAL, "per_dataset": MapOf(_PER_PAIR, "datasets")}
 TOKENIZER_FILE = {**_PER_TOKENIZER, "per_dataset": MapOf(_PER_TOKENIZER, "datasets")}

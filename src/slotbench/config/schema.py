@@ -12,9 +12,9 @@ Defaults never live here (one source of truth: the files in ``params/``).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 class ParamsError(ValueError):

@@ -7,7 +7,7 @@ the [-1, 1] range the original uses (ToTensor then Normalize(mean=0.5, std=0.5))
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

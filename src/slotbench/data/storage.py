@@ -391,7 +391,8 @@ def open_split(root: str | os.PathLike, split: str, verify_checksums: bool = Fal
         except ValueError as err:
             raise DataError(f"{path}: unreadable .npy file ({err})") from err
         if list(arr.shape) != info["shape"] or arr.dtype.name != info["dtype"]:
-            raise DataError(f"{path}: {arr.dtype.name} {list(arr.shape)}, meta.json says {info['dtype']} {info['shape']}")
+            raise DataError(f"{path}: {arr.dtype.name} {list(arr.shape)}, "
+                            f"meta.json says {info['dtype']} {info['shape']}")
         if verify_checksums and sha256_file(path) != info["sha256"]:
             raise DataError(f"{path}: SHA-256 differs from meta.json (the file is corrupt)")
         arrays[name] = arr

@@ -55,7 +55,7 @@ from ..data.dataset import VideoDataset, to_model_input
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..metrics.fvd import to_uint8_frames, write_video_folder
 from ..metrics.reconstruction import recon_metrics
-from ..models import SAVi, SlotDiffusion, STEVE
+from ..models import STEVE, SAVi, SlotDiffusion
 from ..models.diffusion import REFERENCE_STEPS, model_evaluations
 from ..training.tasks import load_trained
 from ..weights import MissingWeightsError

@@ -65,9 +65,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -172,7 +172,7 @@ class VideoFolder:
     _shape: tuple | None = field(default=None, repr=False)
 
     @classmethod
-    def scan(cls, root: str | os.PathLike, order: str = "stylegan-v") -> "VideoFolder":
+    def scan(cls, root: str | os.PathLike, order: str = "stylegan-v") -> VideoFolder:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: not a directory of video frame folders")

@@ -24,7 +24,6 @@ works on float32 NumPy arrays; the difference is at round-off level).
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

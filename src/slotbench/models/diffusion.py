@@ -556,7 +556,8 @@ def sample(
     """Run ``sampler`` (``"dpm++"``, ``"ddim"`` or ``"ddpm"``) with the reference settings.
 
     ``steps=None`` takes each sampler's reference count: 20 model evaluations for DPM-Solver++
-    (order 3, single-step) and for DPM-Solver++(2M) (multistep, order 2), 200 for DDIM (eta 0), ``T`` for DDPM (which takes no ``steps``).
+    (order 3, single-step) and for DPM-Solver++(2M) (multistep, order 2), 200 for DDIM (eta 0), ``T`` for DDPM
+    (which takes no ``steps``).
     ``same_noise`` / ``generator`` only matter for the stochastic DDPM steps.
     """
     if steps is None:

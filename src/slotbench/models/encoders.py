@@ -23,7 +23,7 @@ Every encoder exposes ``out_channels`` and ``stride`` (the total down-sampling f
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

@@ -21,7 +21,7 @@ Reference MOVi-D/E config at 128x128: 4,853,892 parameters (trunk 4,238,016, dec
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -422,7 +422,7 @@ class STEVE(nn.Module):
     def feature_resolution(self) -> tuple[int, int]:
         return self.trunk.feature_resolution
 
-    def train(self, mode: bool = True) -> "STEVE":
+    def train(self, mode: bool = True) -> STEVE:
         """Set the mode of everything but the dVAE, which always stays in eval mode."""
         super().train(mode)
         self.dvae.eval()

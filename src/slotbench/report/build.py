@@ -166,7 +166,7 @@ def build_report(dataset: str, params_dir: str | Path, num_videos: int, progress
             preds, num_slots = predict_segments(state, videos, cfg["eval"]["chunk_len"], cfg["runtime"])
             shown[model] = {"preds": preds, "num_slots": num_slots, "videos": paths.VIDEO_ROOT.format(**fmt),
                             "comp_record": paths.COMP_GEN_RECORD.format(**fmt)}
-    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     intro = escape(f"Models {', '.join(map(_name, grid['models']))}; seeds {grid['seeds']}; "
                    f"videos from the {first['split']} split (seed {grid['seeds'][0]}). "
                    f"Built by `slotbench report` on {generated}.")

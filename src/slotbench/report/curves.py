@@ -43,7 +43,8 @@ def read_history(tracking_cfg: dict, run_dir: str | Path) -> tuple[dict[str, pd.
         keys = list(client.get_run(run_id).data.metrics)
         points = [(m.key, m.step, m.timestamp, m.value) for key in keys for m in client.get_metric_history(run_id, key)]
     except mlflow.exceptions.MlflowException as err:
-        return empty, f"MLflow run {run_id} could not be read from {redact_uri(tracking_cfg['uri']) or 'the default store'}: {err}"
+        store = redact_uri(tracking_cfg["uri"]) or "the default store"
+        return empty, f"MLflow run {run_id} could not be read from {store}: {err}"
     history = pd.DataFrame(points, columns=["key", "step", "timestamp", "value"]).sort_values("timestamp")
     frames = {}
     for group, core in CORE.items():
