@@ -10,7 +10,7 @@ written), and two workflow runs on one directory (the second refused by Snakemak
 Kill points (``tests/fault_hooks.py``): the events of an uninterrupted reference run of the stage are
 counted in-process (batches, the moment before and after each atomic rename, FVD's video reads), one
 is drawn with ``random.Random(case)``, and the subprocess is sent SIGKILL by its own hook at that
-event. :data:`KILL_CASES` lists the cases; the README quotes their number.
+event. :data:`KILL_CASES` lists the cases; docs/robustness.md quotes their number.
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def test_sigterm_then_rerun_ends_bit_identical(stage, args, tmp_path):
 
 
 def test_sigterm_and_sigkill_cases_are_counted():
-    """The README quotes this number; SIGTERM's checkpoint-and-exit with a bit-identical end is
+    """docs/robustness.md quotes this number; SIGTERM's checkpoint-and-exit with a bit-identical end is
     test_sigterm_then_rerun_ends_bit_identical's (all five networks), through DataLoader workers and
     the workflow's log pipe tests/test_training.py's, over DDP tests/test_ddp.py's; a MOVi export
     killed mid-way tests/test_movi_export.py's and tests/test_movi_tfds_real.py's."""

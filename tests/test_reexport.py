@@ -36,7 +36,8 @@ def _new_params(project: Path) -> None:
 
 
 def _leftovers(project: Path) -> list[str]:
-    return sorted(p.name for p in (project / "data").iterdir() if p.name != "shapes")
+    """What ``data/`` holds besides the export and its receipt (the staging or previous folder)."""
+    return sorted(p.name for p in (project / "data").iterdir() if p.name not in ("shapes", "shapes.export.json"))
 
 
 # ---------------------------------------------------------------------------- stale data is never used

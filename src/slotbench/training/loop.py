@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -101,198 +102,279 @@ def _resumable(ctx: distributed.Context, work_dir: Path, run_fingerprint: str) -
     return state if ctx.is_main else checkpoint.latest_resumable(work_dir, run_fingerprint)
 
 
-def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
-           tokenizer_checkpoint: str | Path | None, ctx: distributed.Context, device: torch.device) -> dict:
-    """:func:`train` in one process of ``ctx`` on ``device``."""
-    work_dir = run_dir / "_work"
-    if ctx.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(run_dir)
-        remove_stale_temporaries(work_dir)
-    tcfg, dcfg = cfg["train"], cfg["dataset"]
-    accum = tcfg["grad_accum_steps"]
-    meta = check_current(data_root, dcfg)
-    train_set = ClipDataset(data_root, "train", tcfg["n_sample_frames"], tcfg["frame_offset"], verify_checksums=True)
-    val_split = validation_split(meta)
-    val_set = ClipDataset(data_root, val_split, tcfg["n_sample_frames"], tcfg["frame_offset"],
-                          with_seg=True, verify_checksums=True)
-    steps = total_steps(tcfg, len(train_set))
-    stage = "tokenizer" if "tokenizer" in cfg else "train"
-    run_fingerprint = fingerprint({
+def _run_fingerprint(cfg: dict, stage: str, seed: int, tokenizer_checkpoint: str | Path | None, meta: dict,
+                     val_split: str) -> str:
+    """What a scratch checkpoint must match to be resumed: the stage's params, seed, code, tokenizer
+    and the bytes trained and validated on (a re-exported dataset never resumes the old run)."""
+    return fingerprint({
         "params": stage_params(cfg, stage), "seed": seed, "code": code_digest(stage),
         "tokenizer": sha256_file(tokenizer_checkpoint) if tokenizer_checkpoint else None,
-        # the bytes trained and validated on: a re-exported dataset never resumes the old run
         "data": {split: {name: f["sha256"] for name, f in meta["splits"][split]["files"].items()}
                  for split in ("train", val_split)},
     })
 
-    torch.manual_seed(seed)
-    model, extra_state = build_training_model(cfg, tokenizer_checkpoint)
-    model = model.to(device)
-    channels_last = fast_path.channels_last_enabled(cfg["runtime"]["channels_last"], device)
-    if channels_last:  # in place, before the optimizer and any loaded state (they follow the parameters)
-        fast_path.to_channels_last(model)
-    # fused kernel on CPU and CUDA: the same step as the for-loop within float32 round-off
-    # (tests/test_fast_path.py), 1.07x per SAVi / SlotDiffusion step on the CPU here (bench/suite.py)
-    optimizer = torch.optim.Adam(param_groups(model, tcfg), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"],
-                                 fused=True)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tcfg["amp"] == "fp16")
-    step, elapsed, last_loss, last_val, skipped = 0, 0.0, None, {}, 0
-    state = _resumable(ctx, work_dir, run_fingerprint)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        step, elapsed = state["step"], state["elapsed_s"]
-        last_loss, last_val = state["last_loss"], state["last_val"]
-        skipped = state.get("nonfinite_skipped", 0)
+
+@dataclass
+class _Progress:
+    """Where a run is, saved in every scratch checkpoint next to the weights and optimizer state."""
+
+    step: int = 0
+    elapsed_s: float = 0.0  # wall time of the loop over every process lifetime (validation included)
+    last_loss: float | None = None  # mean training loss of the last logging window
+    last_val: dict = field(default_factory=dict)
+    skipped: int = 0  # updates skipped for a non-finite loss or gradient (train.nonfinite: skip)
+    window_loss: float = 0.0  # the partial logging window, so that a resumed run logs the same means
+    window_n: int = 0
+
+
+class _Run:
+    """One training run in one process: data, model, optimizer, resumed state, loader and tracker,
+    and the named parts of a step that :func:`_train`'s loop calls in order."""
+
+    def __init__(self, cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
+                 tokenizer_checkpoint: str | Path | None, ctx: distributed.Context, device: torch.device):
+        self.cfg, self.run_dir, self.seed, self.progress, self.ctx, self.device = (
+            cfg, run_dir, seed, progress, ctx, device)
+        self.work_dir = run_dir / "_work"
         if ctx.is_main:
-            print(f"resuming from step {step} of {steps} ({work_dir})")
-    loss_step = distributed.wrap(model, ctx, device)  # after loading: DDP broadcasts rank 0's weights
-    compile_mode = "off"
-    if cfg["runtime"]["compile"]:
-        micro = distributed.micro_batch_size(tcfg["batch_size"], ctx.world_size, accum)
-        sample = train_set[0]["video"]
-        example = to_model_input(torch.zeros((micro, *sample.shape), dtype=sample.dtype).to(device))
-        with autocast(device, tcfg["amp"]):  # traced as the steps will run
-            loss_step, compile_mode = fast_path.compiled_step(loss_step, example)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(run_dir)
+            remove_stale_temporaries(self.work_dir)
+        self.tcfg = tcfg = cfg["train"]
+        self.accum = tcfg["grad_accum_steps"]
+        meta = check_current(data_root, cfg["dataset"])
+        self.train_set = ClipDataset(data_root, "train", tcfg["n_sample_frames"], tcfg["frame_offset"],
+                                     verify_checksums=True)
+        val_split = validation_split(meta)
+        self.val_set = ClipDataset(data_root, val_split, tcfg["n_sample_frames"], tcfg["frame_offset"],
+                                   with_seg=True, verify_checksums=True)
+        self.steps = total_steps(tcfg, len(self.train_set))
+        self.stage = "tokenizer" if "tokenizer" in cfg else "train"
+        self.fingerprint = _run_fingerprint(cfg, self.stage, seed, tokenizer_checkpoint, meta, val_split)
+        self._build(tokenizer_checkpoint)
+        self._resume()
+        self._start_loader_and_tracker(data_root)
 
-    def snapshot() -> dict:
-        # no RNG state: every micro-batch reseeds (distributed.micro_batch_seed)
-        return {"fingerprint": run_fingerprint, "step": step, "elapsed_s": elapsed, "last_loss": last_loss,
-                "last_val": last_val, "nonfinite_skipped": skipped,
-                # the partial logging window, so that a resumed run logs the same mean losses
-                "window": [window_loss, window_n], "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+    def _build(self, tokenizer_checkpoint: str | Path | None) -> None:
+        """The model (seeded), its fast-path layout, Adam and the fp16 gradient scaler."""
+        torch.manual_seed(self.seed)
+        model, self.extra_state = build_training_model(self.cfg, tokenizer_checkpoint)
+        self.model = model.to(self.device)
+        self.channels_last = fast_path.channels_last_enabled(self.cfg["runtime"]["channels_last"], self.device)
+        if self.channels_last:  # in place, before the optimizer and any loaded state (they follow the parameters)
+            fast_path.to_channels_last(self.model)
+        # fused kernel on CPU and CUDA: the same step as the for-loop within float32 round-off
+        # (tests/test_fast_path.py), 1.07x per SAVi / SlotDiffusion step on the CPU here (bench/suite.py)
+        self.optimizer = torch.optim.Adam(param_groups(self.model, self.tcfg), lr=self.tcfg["lr"],
+                                          weight_decay=self.tcfg["weight_decay"], fused=True)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and self.tcfg["amp"] == "fp16")
 
-    sampler = StepBatchSampler(len(train_set), tcfg["batch_size"], seed, step, steps,
-                               parts=ctx.world_size * accum, first_part=ctx.rank * accum, micro_batches=accum)
-    workers = tcfg["num_workers"]
-    # A private generator: creating the loader's iterator must not draw from the global RNG.
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
-                        worker_init_fn=_leave_stop_signals_to_the_main_process)
-    name = cfg["tokenizer" if stage == "tokenizer" else "model"]["name"]
-    run_name = f"{dcfg['name']}/{name}" + ("" if stage == "tokenizer" else f"/seed{seed}")
-    tracker = Tracker({**cfg["tracking"], "enabled": cfg["tracking"]["enabled"] and ctx.is_main}, run_name,
-                      {**redact_config(cfg), "seed": seed, "processes": ctx.world_size}, work_dir,
-                      run_fingerprint, tags={"stage": stage, "dataset": dcfg["name"], "model": name})
+    def _resume(self) -> None:
+        """Load the newest resumable checkpoint, if any; then wrap the model for DDP and compile it."""
+        self.state = _Progress()
+        saved = _resumable(self.ctx, self.work_dir, self.fingerprint)
+        if saved is not None:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scaler.load_state_dict(saved["scaler"])
+            window_loss, window_n = saved["window"] if "window" in saved else (0.0, 0)
+            self.state = _Progress(saved["step"], saved["elapsed_s"], saved["last_loss"], saved["last_val"],
+                                   saved.get("nonfinite_skipped", 0), window_loss, window_n)
+            if self.ctx.is_main:
+                print(f"resuming from step {self.state.step} of {self.steps} ({self.work_dir})")
+        self.loss_step = distributed.wrap(self.model, self.ctx, self.device)  # DDP broadcasts rank 0's weights
+        self.compile_mode = "off"
+        if self.cfg["runtime"]["compile"]:
+            micro = distributed.micro_batch_size(self.tcfg["batch_size"], self.ctx.world_size, self.accum)
+            sample = self.train_set[0]["video"]
+            example = to_model_input(torch.zeros((micro, *sample.shape), dtype=sample.dtype).to(self.device))
+            with autocast(self.device, self.tcfg["amp"]):  # traced as the steps will run
+                self.loss_step, self.compile_mode = fast_path.compiled_step(self.loss_step, example)
+
+    def _start_loader_and_tracker(self, data_root: Path) -> None:
+        """The step-addressed batch stream from the current step on, and the MLflow run."""
+        ctx, tcfg, workers = self.ctx, self.tcfg, self.tcfg["num_workers"]
+        sampler = StepBatchSampler(len(self.train_set), tcfg["batch_size"], self.seed, self.state.step, self.steps,
+                                   parts=ctx.world_size * self.accum, first_part=ctx.rank * self.accum,
+                                   micro_batches=self.accum)
+        # A private generator: creating the loader's iterator must not draw from the global RNG.
+        loader = DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
+                            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                            generator=torch.Generator().manual_seed(self.seed),
+                            worker_init_fn=_leave_stop_signals_to_the_main_process)
+        self.micro_batches = iter(loader)
+        dcfg = self.cfg["dataset"]
+        name = self.cfg["tokenizer" if self.stage == "tokenizer" else "model"]["name"]
+        self.run_name = f"{dcfg['name']}/{name}" + ("" if self.stage == "tokenizer" else f"/seed{self.seed}")
+        self.tracker = Tracker({**self.cfg["tracking"], "enabled": self.cfg["tracking"]["enabled"] and ctx.is_main},
+                               self.run_name, {**redact_config(self.cfg), "seed": self.seed,
+                                               "processes": ctx.world_size},
+                               self.work_dir, self.fingerprint,
+                               tags={"stage": self.stage, "dataset": dcfg["name"], "model": name})
+        self.timed_n, self.window_start = 0, time.perf_counter()  # steps timed in this process (clips_per_s)
+
+    def due(self, every: int) -> bool:
+        """Whether the step just taken ends a period of ``every`` steps, or the run."""
+        return self.state.step % every == 0 or self.state.step == self.steps
+
+    def optimizer_step(self, stop: _StopRequest) -> bool:
+        """One update from this process's micro-batches of the global batch (its loss, averaged over
+        every process, joins the logging window); returns whether any process was asked to stop (SIGTERM)."""
+        tcfg, state = self.tcfg, self.state
+        process_loss = torch.zeros((), device=self.device)  # mean loss of this process's micro-batches
+        for a in range(self.accum):
+            torch.manual_seed(distributed.micro_batch_seed(self.seed, state.step, self.ctx.rank * self.accum + a))
+            video = to_model_input(next(self.micro_batches)["video"].to(self.device, non_blocking=True))
+            with distributed.no_sync(self.loss_step, last_micro_batch=a == self.accum - 1):
+                with autocast(self.device, tcfg["amp"]):
+                    loss = self.loss_step(video)["loss"] / self.accum  # DDP averages the gradients over processes
+                self.scaler.scale(loss).backward()
+            process_loss += loss.detach().float()
+        stop_flag = torch.tensor(float(stop.requested), device=self.device)
+        totals = distributed.all_sum(torch.stack([process_loss / self.ctx.world_size, stop_flag]), self.ctx)
+        step_loss, stop_requested = totals[0].item(), totals[1].item() > 0
+        fault = self._clip_gradients(step_loss)
+        if fault is not None and tcfg["nonfinite"] == "stop":
+            raise NonFiniteLossError(f"{fault} at step {state.step}; stopping (train.nonfinite: stop); the last good "
+                                     f"checkpoint in {self.work_dir} is kept and no model.pt is written")
+        if fault is None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:  # train.nonfinite: skip: no update from this batch, counted
+            state.skipped += 1
+            if self.ctx.is_main:
+                tqdm.write(f"warning: {fault} at step {state.step}: update skipped "
+                           f"({state.skipped} so far, train.nonfinite: skip)")
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        self.timed_n += 1
+        if fault is None:  # a skipped step's loss is not averaged in
+            state.window_loss, state.window_n = state.window_loss + step_loss, state.window_n + 1
+        return stop_requested
+
+    def _clip_gradients(self, step_loss: float) -> str | None:
+        """Clip to ``train.clip_grad``; what is not finite (the loss, the gradient norm), or None."""
+        if not math.isfinite(step_loss):
+            return f"loss is {step_loss}"
+        clip = self.tcfg["clip_grad"]
+        if self.scaler.is_enabled():  # fp16's scaler skips inf/nan gradients itself
+            if clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            return None
+        if clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+        return None if torch.isfinite(grad_norm) else f"gradient norm is {grad_norm.item()}"
+
+    def log(self, rates: list[float], step_metrics: dict, bar: tqdm) -> None:
+        """Learning rates, throughput and the window's mean loss to MLflow and the progress bar."""
+        state, now = self.state, time.perf_counter()
+        clips_per_s = self.timed_n * self.tcfg["batch_size"] / max(now - self.window_start, 1e-9)
+        metrics = {"train/lr": rates[0], "train/clips_per_s": clips_per_s,
+                   **({"train/decoder_lr": rates[1]} if len(rates) > 1 else {}), **step_metrics}
+        if state.window_n:  # else every step of the window was skipped (train.nonfinite: skip)
+            metrics["train/loss"] = state.last_loss = state.window_loss / state.window_n
+            bar.set_postfix(loss=f"{state.last_loss:.4f}", lr=f"{rates[0]:.2e}")
+        self.tracker.log_metrics(metrics, state.step)
+        state.window_loss, state.window_n, self.timed_n, self.window_start = 0.0, 0, 0, now
+
+    def validate(self, bar: tqdm) -> None:
+        """Validation loss and segmentation metrics, reseeded from the step (the training RNG is left alone)."""
+        torch.manual_seed(distributed.micro_batch_seed(self.seed, self.state.step, -1))
+        self.state.last_val = validate(self.model, self.val_set, self.cfg, self.device)
+        self.tracker.log_metrics(self.state.last_val, self.state.step)
+        if self.progress:
+            bar.write(f"step {self.state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in self.state.last_val.items()))
+        self.model.train()
+
+    def checkpoint(self, write: bool) -> None:
+        """Refuse non-finite weights (on every rank); rank 0 writes a scratch checkpoint when ``write``."""
+        if not _all_finite(self.model):  # never a checkpoint (nor model.pt) with NaN/Inf weights (every rank
+            raise NonFiniteLossError(  # holds the same weights, so all of them stop here)
+                f"the weights are not finite after step {self.state.step}; the last good checkpoint in "
+                f"{self.work_dir} is kept and no model.pt is written")
+        if self.ctx.is_main and write:
+            checkpoint.save_scratch(self.work_dir, self.state.step, self._snapshot())
+
+    def _snapshot(self) -> dict:
+        state = self.state  # no RNG state: every micro-batch reseeds (distributed.micro_batch_seed)
+        return {"fingerprint": self.fingerprint, "step": state.step, "elapsed_s": state.elapsed_s,
+                "last_loss": state.last_loss, "last_val": state.last_val, "nonfinite_skipped": state.skipped,
+                "window": [state.window_loss, state.window_n], "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def finish(self) -> dict:
+        """``model.pt``, ``train.json`` and the last scratch checkpoint (rank 0); returns the summary."""
+        state, tcfg, device = self.state, self.tcfg, self.device
+        summary = {
+            "steps": state.step,
+            "train_loss": state.last_loss,
+            "wall_time_s": round(state.elapsed_s, 2),
+            "clips_per_s": round(self.steps * tcfg["batch_size"] / max(state.elapsed_s, 1e-9), 3),
+            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "processes": self.ctx.world_size,
+            "validation": state.last_val,
+            "nonfinite_skipped": state.skipped,
+            "fast_path": {"channels_last": self.channels_last, "compile": self.compile_mode,
+                          "amp": tcfg["amp"] if device.type == "cuda" else "off", "adam": "fused"},
+            "seed": self.seed,
+            **{k: v for k, v in self.extra_state.items() if k == "perceptual_loss"},
+            "slotbench_version": __version__,
+            "torch_version": torch.__version__,
+        }
+        if self.ctx.is_main:
+            checkpoint.save(self.run_dir / "model.pt",
+                            {"model": exported_weights(self.model), "config": redact_config(self.cfg),
+                             "seed": self.seed, "step": state.step, "fingerprint": self.fingerprint,
+                             **self.extra_state})
+            write_record(self.run_dir / "train.json", summary)
+            checkpoint.save_scratch(self.work_dir, state.step, self._snapshot())
+        distributed.barrier(self.ctx)
+        return summary
+
+
+def _train(cfg: dict, data_root: Path, run_dir: Path, seed: int, progress: bool,
+           tokenizer_checkpoint: str | Path | None, ctx: distributed.Context, device: torch.device) -> dict:
+    """:func:`train` in one process of ``ctx`` on ``device``: the loop, top to bottom."""
+    run = _Run(cfg, data_root, run_dir, seed, progress, tokenizer_checkpoint, ctx, device)
+    tcfg, state = run.tcfg, run.state
     stop = _StopRequest()
     if ctx.is_main:
-        print(f"training {run_name}: steps {step}..{steps} on {device} x {ctx.world_size} process(es)", flush=True)
-    window_loss, window_n = state["window"] if state is not None and "window" in state else (0.0, 0)
-    timed_n, window_start = 0, time.perf_counter()  # steps timed in this process (for clips_per_s)
-    bar = tqdm(total=steps, initial=step, desc=f"train {run_name}", unit="step",
+        print(f"training {run.run_name}: steps {state.step}..{run.steps} on {device} x {ctx.world_size} process(es)",
+              flush=True)
+    bar = tqdm(total=run.steps, initial=state.step, desc=f"train {run.run_name}", unit="step",
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
     status = "FAILED"
     tick = time.perf_counter()  # wall time of the loop (data loading, validation, checkpoints included)
     try:
-        model.train()
-        micro_batches = iter(loader)
-        while step < steps:
-            rates = apply_lr(optimizer, step, steps, tcfg["warmup_pct"])
-            step_metrics = model.set_step(step, steps) if hasattr(model, "set_step") else {}
-            process_loss = torch.zeros((), device=device)  # mean loss of this process's micro-batches
-            for a in range(accum):
-                torch.manual_seed(distributed.micro_batch_seed(seed, step, ctx.rank * accum + a))
-                video = to_model_input(next(micro_batches)["video"].to(device, non_blocking=True))
-                with distributed.no_sync(loss_step, last_micro_batch=a == accum - 1):
-                    with autocast(device, tcfg["amp"]):
-                        loss = loss_step(video)["loss"] / accum  # DDP averages the gradients over processes
-                    scaler.scale(loss).backward()
-                process_loss += loss.detach().float()
-            stop_flag = torch.tensor(float(stop.requested), device=device)
-            totals = distributed.all_sum(torch.stack([process_loss / ctx.world_size, stop_flag]), ctx)
-            step_loss, stop_requested = totals[0].item(), totals[1].item() > 0
-            fault = None if math.isfinite(step_loss) else f"loss is {step_loss}"
-            if fault is None and not scaler.is_enabled():  # fp16's scaler skips inf/nan gradients itself
-                if tcfg["clip_grad"] > 0:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["clip_grad"])
-                else:
-                    grads = [p.grad for p in model.parameters() if p.grad is not None]
-                    grad_norm = torch.nn.utils.get_total_norm(grads)
-                if not torch.isfinite(grad_norm):
-                    fault = f"gradient norm is {grad_norm.item()}"
-            elif fault is None and tcfg["clip_grad"] > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["clip_grad"])
-            if fault is not None and tcfg["nonfinite"] == "stop":
-                raise NonFiniteLossError(f"{fault} at step {step}; stopping (train.nonfinite: stop); the last good "
-                                         f"checkpoint in {work_dir} is kept and no model.pt is written")
-            if fault is None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:  # train.nonfinite: skip: no update from this batch, counted
-                skipped += 1
-                if ctx.is_main:
-                    bar.write(f"warning: {fault} at step {step}: update skipped "
-                              f"({skipped} so far, train.nonfinite: skip)")
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            timed_n += 1
-            if fault is None:  # a skipped step's loss is not averaged in
-                window_loss, window_n = window_loss + step_loss, window_n + 1
+        run.model.train()
+        while state.step < run.steps:
+            rates = apply_lr(run.optimizer, state.step, run.steps, tcfg["warmup_pct"])
+            step_metrics = run.model.set_step(state.step, run.steps) if hasattr(run.model, "set_step") else {}
+            stop_requested = run.optimizer_step(stop)
             bar.update(1)
-            if ctx.is_main and (step % tcfg["log_every"] == 0 or step == steps):
-                now = time.perf_counter()
-                clips_per_s = timed_n * tcfg["batch_size"] / max(now - window_start, 1e-9)
-                metrics = {"train/lr": rates[0], "train/clips_per_s": clips_per_s,
-                           **({"train/decoder_lr": rates[1]} if len(rates) > 1 else {}), **step_metrics}
-                if window_n:  # else every step of the window was skipped (train.nonfinite: skip)
-                    metrics["train/loss"] = last_loss = window_loss / window_n
-                    bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{rates[0]:.2e}")
-                tracker.log_metrics(metrics, step)
-                window_loss, window_n, timed_n, window_start = 0.0, 0, 0, now
-            if ctx.is_main and (step % tcfg["val_every"] == 0 or step == steps):
-                torch.manual_seed(distributed.micro_batch_seed(seed, step, -1))
-                last_val = validate(model, val_set, cfg, device)
-                tracker.log_metrics(last_val, step)
-                if progress:
-                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last_val.items()))
-                model.train()
+            if ctx.is_main and run.due(tcfg["log_every"]):
+                run.log(rates, step_metrics, bar)
+            if ctx.is_main and run.due(tcfg["val_every"]):
+                run.validate(bar)
             now = time.perf_counter()
-            elapsed, tick = elapsed + now - tick, now
-            if step % tcfg["checkpoint_every"] == 0 or stop_requested or step == steps:
-                if not _all_finite(model):  # never a checkpoint (nor model.pt) with NaN/Inf weights (every rank
-                    raise NonFiniteLossError(  # holds the same weights, so all of them stop here)
-                        f"the weights are not finite after step {step}; the last good checkpoint in {work_dir} is "
-                        f"kept and no model.pt is written")
-                if ctx.is_main and (step % tcfg["checkpoint_every"] == 0 or stop_requested):
-                    checkpoint.save_scratch(work_dir, step, snapshot())
+            state.elapsed_s, tick = state.elapsed_s + now - tick, now
+            if run.due(tcfg["checkpoint_every"]) or stop_requested:
+                run.checkpoint(write=state.step % tcfg["checkpoint_every"] == 0 or stop_requested)
             if stop_requested:
                 status = "KILLED"
                 distributed.barrier(ctx)  # the checkpoint is complete before any process exits
-                raise SystemExit(f"SIGTERM received: checkpoint of step {step} saved in {work_dir}; re-run to resume")
-        summary = {
-            "steps": step,
-            "train_loss": last_loss,
-            "wall_time_s": round(elapsed, 2),
-            "clips_per_s": round(steps * tcfg["batch_size"] / max(elapsed, 1e-9), 3),
-            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-            "processes": ctx.world_size,
-            "validation": last_val,
-            "nonfinite_skipped": skipped,
-            "fast_path": {"channels_last": channels_last, "compile": compile_mode,
-                          "amp": tcfg["amp"] if device.type == "cuda" else "off",
-                          "adam": "fused"},
-            "seed": seed,
-            **{k: v for k, v in extra_state.items() if k == "perceptual_loss"},
-            "slotbench_version": __version__,
-            "torch_version": torch.__version__,
-        }
-        if ctx.is_main:
-            checkpoint.save(run_dir / "model.pt", {"model": exported_weights(model), "config": redact_config(cfg),
-                                                   "seed": seed, "step": step, "fingerprint": run_fingerprint,
-                                                   **extra_state})
-            write_record(run_dir / "train.json", summary)
-            checkpoint.save_scratch(work_dir, step, snapshot())
-        distributed.barrier(ctx)
+                raise SystemExit(f"SIGTERM received: checkpoint of step {state.step} saved in {run.work_dir}; "
+                                 f"re-run to resume")
+        summary = run.finish()
         status = "FINISHED"
         return summary
     finally:
         bar.close()
         stop.restore()
-        tracker.close(status)
+        run.tracker.close(status)
 
 
 @torch.no_grad()
