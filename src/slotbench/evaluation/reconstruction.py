@@ -55,8 +55,7 @@ from ..data.dataset import VideoDataset, to_model_input
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..metrics.fvd import to_uint8_frames, write_video_folder
 from ..metrics.reconstruction import recon_metrics
-from ..models import STEVE, SAVi, SlotDiffusion
-from ..models.diffusion import REFERENCE_STEPS, model_evaluations
+from ..models import SlotModel
 from ..training.tasks import load_trained
 from ..weights import MissingWeightsError
 from . import videos
@@ -66,9 +65,6 @@ __all__ = ["run_eval_recon", "run_eval_comp_gen", "compose_slots", "decode_slots
            "EVAL_KEYS", "GT_DIR", "RECON_DIR", "COMP_DIR"]
 
 GT_DIR, RECON_DIR, COMP_DIR = "gt_vids", "recon_vids", "comp_vids"
-#: Frames per STEVE decoder batch (the reference's ``recon_img(slots, bs=24)``; any value gives
-#: the same frames, greedy decoding being deterministic).
-STEVE_DECODE_BATCH = 24
 #: The eval-config keys these stages read (besides ``split``, ``num_videos``, ``chunk_len``).
 EVAL_KEYS = ("recon_batch_size", "comp_batch_size", "sampler", "sampler_steps", "seed", "save_videos", "lpips",
              "vis_videos")
@@ -102,30 +98,16 @@ def compose_slots(slots: Tensor) -> Tensor:
 
 def decode_slots(model: nn.Module, slots: Tensor, sampler: str = "dpm++", steps: int | None = None,
                  generator: torch.Generator | None = None) -> Tensor:
-    """Frames ``[B, T, 3, H, W]`` (not clamped) decoded from slots ``[B, T, N, D]`` (see the
-    module docstring for each model)."""
-    if isinstance(model, SAVi):
-        return model.decode(slots)["recon"]
-    if isinstance(model, STEVE):
-        return model.reconstruct(slots, use_cache=True, batch_size=STEVE_DECODE_BATCH)
-    if isinstance(model, SlotDiffusion):
-        return model.reconstruct(slots, sampler=sampler, steps=steps, same_noise=True, generator=generator)
-    raise TypeError(f"cannot decode slots with a {type(model).__name__}")
+    """Frames ``[B, T, 3, H, W]`` (not clamped) decoded from slots ``[B, T, N, D]`` by the model's own
+    decoder (:class:`slotbench.models.SlotModel`; see the module docstring for each model)."""
+    if not isinstance(model, SlotModel):
+        raise TypeError(f"cannot decode slots with a {type(model).__name__}")
+    return model.decode_slots(slots, sampler=sampler, steps=steps, generator=generator)
 
 
 def decoder_settings(model: nn.Module, eval_cfg: dict) -> dict:
     """What decoded the frames, for the JSON record."""
-    if isinstance(model, SAVi):
-        return {"decoder": "spatial broadcast, alpha-composited recon"}
-    if isinstance(model, STEVE):
-        return {"decoder": "autoregressive transformer, greedy argmax, KV cache",
-                "tokens_per_frame": int(model.num_tokens), "decode_batch_frames": STEVE_DECODE_BATCH}
-    sampler, steps = _key(eval_cfg, "sampler"), _key(eval_cfg, "sampler_steps")
-    timesteps = model.schedule.num_timesteps
-    return {"decoder": "latent diffusion", "sampler": sampler,
-            "sampler_steps": steps if steps is not None else REFERENCE_STEPS.get(sampler, timesteps),
-            "unet_evaluations_per_frame": model_evaluations(sampler, steps, timesteps),
-            "same_noise": True, "noise_generator": "torch CPU generator seeded with eval.seed"}
+    return model.decoder_record(_key(eval_cfg, "sampler"), _key(eval_cfg, "sampler_steps"))
 
 
 def _lpips_network(eval_cfg: dict, device: torch.device, lpips) -> tuple[nn.Module | None, str | None]:

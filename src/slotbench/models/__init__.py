@@ -6,13 +6,16 @@
   all three share :class:`~slotbench.models.trunk.SlotTrunk`;
 * tokenizers (``build_tokenizer``): ``dvae`` (STEVE's) and ``vqvae`` (SlotDiffusion's).
 
-Every slot model offers ``forward(video)``, ``loss(video, out)`` and ``segment(video, chunk_len)``
-for ``video: [B, T, 3, H, W]`` in [-1, 1].
+Every slot model is a :class:`SlotModel`: what training and evaluation call, so that no code
+outside this package needs to know which model it holds.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
 
 from .dvae import DVAE
 from .savi import SAVi
@@ -22,7 +25,32 @@ from .trunk import SlotTrunk
 from .vqvae import VQVAE
 
 __all__ = ["build_model", "build_tokenizer", "SAVi", "STEVE", "SlotDiffusion", "DVAE", "VQVAE", "SlotTrunk",
-           "MODEL_NAMES", "TOKENIZER_NAMES", "MODEL_TOKENIZER"]
+           "SlotModel", "MODEL_NAMES", "TOKENIZER_NAMES", "MODEL_TOKENIZER"]
+
+
+
+@runtime_checkable
+class SlotModel(Protocol):
+    """The interface of SAVi, STEVE and SlotDiffusion (``video``: ``[B, T, 3, H, W]`` in [-1, 1]).
+
+    * ``forward(video)`` -> a dict with ``slots [B, T, N, D]`` and the model's own outputs;
+      ``loss(video, out)`` -> a dict with the scalar ``loss`` (training);
+    * ``segment(video, chunk_len)`` -> ids ``[B, T, H, W]``: the model's own segmentation protocol
+      (SAVi the decoder's alpha masks, STEVE and SlotDiffusion Slot Attention's attention);
+    * ``decode_slots(slots, sampler, steps, generator)`` -> frames ``[B, T, 3, H, W]``: reconstruction
+      and compositional generation (the sampling arguments matter to SlotDiffusion only);
+    * ``decoder_record(sampler, steps)`` -> what decodes, for the evaluation records.
+    """
+
+    def loss(self, video: Tensor, out: dict[str, Tensor]) -> dict[str, Tensor]: ...
+
+    def segment(self, video: Tensor, chunk_len: int) -> Tensor: ...
+
+    def decode_slots(self, slots: Tensor, sampler: str = "dpm++", steps: int | None = None,
+                     generator: torch.Generator | None = None) -> Tensor: ...
+
+    def decoder_record(self, sampler: str, steps: int | None) -> dict: ...
+
 
 MODEL_NAMES = ("savi", "steve", "slotdiffusion")
 TOKENIZER_NAMES = ("dvae", "vqvae")

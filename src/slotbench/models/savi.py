@@ -183,6 +183,17 @@ class SAVi(nn.Module):
             "masks": rearrange(masks, unflat, b=b, t=t),
         }
 
+    @torch.no_grad()
+    def decode_slots(self, slots: Tensor, sampler: str = "dpm++", steps: int | None = None,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """Frames ``[B, T, 3, H, W]`` (not clamped) from slots ``[B, T, N, D]``: the alpha-composited
+        mixture of the decoder (deterministic; the sampling arguments of the interface are unused)."""
+        return self.decode(slots)["recon"]
+
+    def decoder_record(self, sampler: str, steps: int | None) -> dict:
+        """What decodes the frames, for the evaluation records."""
+        return {"decoder": "spatial broadcast, alpha-composited recon"}
+
     def forward(self, video: Tensor, init_slots: Tensor | None = None) -> dict[str, Tensor]:
         """Encode and reconstruct a clip.
 

@@ -38,7 +38,15 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .diffusion import SAMPLERS, DiffusionSchedule, diffusion_loss, make_noise, sample
+from .diffusion import (
+    REFERENCE_STEPS,
+    SAMPLERS,
+    DiffusionSchedule,
+    diffusion_loss,
+    make_noise,
+    model_evaluations,
+    sample,
+)
 from .trunk import SlotTrunk
 from .unet import UNet
 
@@ -209,6 +217,20 @@ class SlotDiffusion(nn.Module):
             )
         finally:
             self.unet.train(was_training)
+
+    def decode_slots(self, slots: Tensor, sampler: str = "dpm++", steps: int | None = None,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """Frames ``[B, T, 3, H, W]`` (not clamped) from slots ``[B, T, N, D]``: :meth:`reconstruct`
+        with one initial noise shared by the batch, as the original evaluates."""
+        return self.reconstruct(slots, sampler=sampler, steps=steps, same_noise=True, generator=generator)
+
+    def decoder_record(self, sampler: str, steps: int | None) -> dict:
+        """What decodes the frames, for the evaluation records."""
+        timesteps = self.schedule.num_timesteps
+        return {"decoder": "latent diffusion", "sampler": sampler,
+                "sampler_steps": steps if steps is not None else REFERENCE_STEPS.get(sampler, timesteps),
+                "unet_evaluations_per_frame": model_evaluations(sampler, steps, timesteps),
+                "same_noise": True, "noise_generator": "torch CPU generator seeded with eval.seed"}
 
     @torch.no_grad()
     def reconstruct(

@@ -51,6 +51,10 @@ from torch import Tensor, nn
 from .dvae import DVAE
 from .trunk import SlotTrunk
 
+#: Frames decoded at once by :meth:`STEVE.decode_slots` (the reference's ``recon_img(slots, bs=24)``;
+#: any value gives the same frames, greedy decoding being deterministic).
+DECODE_BATCH_FRAMES = 24
+
 __all__ = [
     "MultiHeadAttention",
     "TransformerDecoderBlock",
@@ -506,6 +510,19 @@ class STEVE(nn.Module):
             self.trans_decoder.train(was_training)
         h, w = self.token_resolution
         return rearrange(tokens, "(b t) (h w) -> b t h w", b=b, t=t, h=h, w=w)
+
+    @torch.no_grad()
+    def decode_slots(self, slots: Tensor, sampler: str = "dpm++", steps: int | None = None,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """Frames ``[B, T, 3, H, W]`` (not clamped) from slots ``[B, T, N, D]``: greedy autoregressive
+        token decoding with the key/value cache, :data:`DECODE_BATCH_FRAMES` frames at a time
+        (deterministic; the sampling arguments of the interface are unused)."""
+        return self.reconstruct(slots, use_cache=True, batch_size=DECODE_BATCH_FRAMES)
+
+    def decoder_record(self, sampler: str, steps: int | None) -> dict:
+        """What decodes the frames, for the evaluation records."""
+        return {"decoder": "autoregressive transformer, greedy argmax, KV cache",
+                "tokens_per_frame": int(self.num_tokens), "decode_batch_frames": DECODE_BATCH_FRAMES}
 
     @torch.no_grad()
     def reconstruct(
