@@ -15,7 +15,8 @@ package): the placeholder returns slotbench's VGG-16 layer stack, which has torc
 layout, so the VQ-VAE's ``loss.perceptual_loss.*`` tensors have the original names and shapes.
 
 :meth:`OriginalCode.trainer` builds the original's training method (``method.py``'s
-``build_method``: nerv's ``BaseMethod`` subclass of the network) on the CPU, and
+``build_method``: nerv's ``BaseMethod`` subclass of the network) on the CPU (or a given
+``device``, with the original's fp16 option), and
 :func:`original_steps` runs optimizer steps with it, one batch each, through the method's own
 step hooks: its loss weighting, optimizer groups, gradient clipping and learning-rate schedule.
 """
@@ -130,11 +131,13 @@ class OriginalCode:
         """The original ``build_model(params)``."""
         return self.models.build_model(params)
 
-    def trainer(self, params, model: nn.Module, batches_per_epoch: int, ckp_dir: Path) -> nn.Module:
+    def trainer(self, params, model: nn.Module, batches_per_epoch: int, ckp_dir: Path,
+                device: str = "cpu", fp16: bool = False) -> nn.Module:
         """The original's training method of ``params.model`` around ``model`` (``method.build_method``).
 
         nerv's ``BaseMethod.__init__`` runs as in the original's ``scripts/train.py`` (one process,
-        no DDP, no fp16) except ``_init_env``, which asserts CUDA: :func:`_cpu_env` stands in. So
+        no DDP; ``fp16``: its ``--fp16``, autocast and a gradient scaler) except ``_init_env``, which
+        asserts the GPU count of ``params``: :func:`_env_on` puts the model on ``device`` instead. So
         the clip value, the accumulation steps, the optimizer (param groups, rates) and the
         scheduler come from the original's ``_init_training`` / ``_configure_optimizers``; the
         schedule is ``params.max_epochs x batches_per_epoch`` steps long. ``ckp_dir``: where
@@ -145,9 +148,9 @@ class OriginalCode:
         method = importlib.import_module("method")
         base = importlib.import_module("nerv.training.method").BaseMethod
         data = types.SimpleNamespace(train_loader=_TrainLoader(batches_per_epoch), val_loader=None)
-        with mock.patch.object(base, "_init_env", _cpu_env):
+        with mock.patch.object(base, "_init_env", _env_on(torch.device(device))):
             return method.build_method(model=model, datamodule=data, params=params, ckp_path=str(ckp_dir),
-                                       local_rank=0, use_ddp=False, use_fp16=False)
+                                       local_rank=0, use_ddp=False, use_fp16=fp16)
 
 
 class _TrainLoader:
@@ -172,10 +175,14 @@ class _Wrapped(nn.Module):
         return self.module(*args, **kwargs)
 
 
-def _cpu_env(method: nn.Module) -> None:
-    """CPU stand-in for nerv's ``BaseMethod._init_env``: one process on the CPU, the model wrapped."""
-    method.gpus, method.device = 0, torch.device("cpu")
-    method.model = _Wrapped(method.model)
+def _env_on(device: torch.device):
+    """Stand-in for nerv's ``BaseMethod._init_env``: one process on ``device``, the model moved there and wrapped."""
+
+    def init_env(method: nn.Module) -> None:
+        method.gpus, method.device = int(device.type == "cuda"), device
+        method.model = _Wrapped(method.model.to(device))
+
+    return init_env
 
 
 def original_steps(trainer: nn.Module, batches: list[dict[str, Tensor]], seeds: list[int]) -> Iterator[dict]:
