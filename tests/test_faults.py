@@ -528,7 +528,7 @@ def test_bad_params_are_refused_before_any_compute(file, key, value, message, tm
 @pytest.mark.parametrize("key,value,expected", [("video_len", 8, "dataset.video_len: 6 -> 8"),
                                                  ("resolution", 32, "dataset.resolution: 16 -> 32")])
 def test_dataset_of_another_shape_is_refused_at_load(key, value, expected, project, tiny_data, capsys):
-    edit_yaml(project / "params" / "profiles" / "tiny.yaml", f"dataset.{key}", value)
+    edit_yaml(project / "params" / "profiles" / "tiny.yaml", f"per_source.synthetic.dataset.{key}", value)
     if key == "resolution":
         edit_yaml(project / "params" / "profiles" / "tiny.yaml", "per_model.savi.model.decoder.broadcast_resolution", 8)
     err = _error(project, ["train", *SAVI], capsys)
