@@ -373,8 +373,9 @@ def markdown(result: dict) -> str:
     stamp = f"{cpu['model']}, {result['date'][:10]}"
     lines = ["# What a MOVi run costs (cost model)\n",
              f"FLOPs counted with `torch.utils.flop_counter` ({result['flop_counter']['convention']}), torch "
-             f"{result['machine']['torch']}. Counted at n = {SIZES} (clips, or frames) and extrapolated "
-             "affinely; `2nd diff` is |F(3) - 2F(2) + F(1)| / F(3) (0: exactly affine).\n",
+             f"{result['machine']['torch']}. Training steps counted at the reference batch on fake tensors and "
+             f"checked against an affine fit of the counts at batch {SIZES}: `2nd diff` is "
+             "|F(3) - 2F(2) + F(1)| / F(3) (0: exactly affine).\n",
              "## Measured on this CPU\n",
              f"CPU: **{cpu['model']}** (lscpu), {cpu['cores']} cores at {cpu['ghz']} GHz ({cpu['clock_source']}); "
              f"peak fp32 = cores x clock x {cpu['fp32_flops_per_cycle_per_core']} FLOP/cycle = "
@@ -446,7 +447,7 @@ def readme_lines(result: dict, stamp: str) -> list[str]:
         g = run["gpu_hours_estimate"]
         lines.append(f"| {' + '.join(run['networks'])} | {_e(nets[model]['train_step']['flops'])} | "
                      f"{_e(run['train_flops'])} | {g['A40']['bf16']:.1f} | {g['H100 SXM']['bf16']:.1f} | "
-                     f"{_e(nets[model]['eval_per_video']['reconstruction']['flops'])} |")
+                     f"{_e(recon['flops']) if (recon := nets[model]['eval_per_video'].get('reconstruction')) else ''} |")
     best = max(result["throughput"], key=lambda r: r["fraction_of_peak"])
     lines.append(f"\nThis CPU ({stamp}) reaches {100 * min(r['fraction_of_peak'] for r in result['throughput']):.0f}-"
                  f"{100 * best['fraction_of_peak']:.0f}% of its fp32 peak on a training step.")
