@@ -45,10 +45,10 @@ import torch
 from machine import cpu_model
 
 import slotbench
+from slotbench import checkpoint
+from slotbench.checkpoint import restore_model
 from slotbench.data.dataset import VideoDataset, to_model_input
 from slotbench.metrics.reconstruction import recon_metrics
-from slotbench.training import checkpoint
-from slotbench.training.tasks import restore_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

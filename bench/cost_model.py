@@ -47,9 +47,9 @@ import re
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -91,7 +91,7 @@ class _GlobalOnly:
 
     parents = {"Global"}
 
-    def __enter__(self) -> "_GlobalOnly":
+    def __enter__(self) -> _GlobalOnly:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -329,7 +329,7 @@ def measure_throughput(names: tuple[str, ...], repeats: int, peak: float) -> lis
                      "s_per_step": timed["s_per_step"], "repeats_s": timed["repeats_s"], "flops_per_step": flops,
                      "achieved_flops_per_s": achieved, "fraction_of_peak": achieved / peak,
                      "threads": torch.get_num_threads(), "load_average_before": load,
-                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                     "date": datetime.now(UTC).isoformat(timespec="seconds")})
     return rows
 
 
@@ -439,15 +439,16 @@ def readme_lines(result: dict, stamp: str) -> list[str]:
     util = result["assumptions"]["utilisation"]
     dataset = next(iter(result["runs"]))
     runs, nets = result["runs"][dataset], result["networks"][dataset]
-    lines = [f"What a {DATASETS.get(dataset, dataset)} run costs (FLOPs counted; GPU-hours an **estimate** at {util:.0%} of dense peak; "
-             f"`bench/cost_model.py`):\n",
+    lines = [f"What a {DATASETS.get(dataset, dataset)} run costs (FLOPs counted; GPU-hours an **estimate** at "
+             f"{util:.0%} of dense peak; `bench/cost_model.py`):\n",
              "| model (+ tokenizer) | FLOP/step | train FLOPs | A40 bf16 h | H100 bf16 h | recon FLOP/video |",
              "|---|---|---|---|---|---|"]
     for model, run in runs.items():
         g = run["gpu_hours_estimate"]
+        recon = nets[model]["eval_per_video"].get("reconstruction")
         lines.append(f"| {' + '.join(run['networks'])} | {_e(nets[model]['train_step']['flops'])} | "
                      f"{_e(run['train_flops'])} | {g['A40']['bf16']:.1f} | {g['H100 SXM']['bf16']:.1f} | "
-                     f"{_e(recon['flops']) if (recon := nets[model]['eval_per_video'].get('reconstruction')) else ''} |")
+                     f"{_e(recon['flops']) if recon else ''} |")
     best = max(result["throughput"], key=lambda r: r["fraction_of_peak"])
     lines.append(f"\nThis CPU ({stamp}) reaches {100 * min(r['fraction_of_peak'] for r in result['throughput']):.0f}-"
                  f"{100 * best['fraction_of_peak']:.0f}% of its fp32 peak on a training step.")
@@ -459,7 +460,7 @@ def build_result(networks: dict, throughput: list[dict], peak: dict, info: dict[
     """The json record: counts (:func:`count_network` per dataset and network), measured
     throughput (:func:`measure_throughput`), this CPU, the assumptions and the run totals."""
     rate = {r["network"]: r["achieved_flops_per_s"] for r in throughput}
-    return {"benchmark": "slotbench cost model", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"benchmark": "slotbench cost model", "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "repeats": repeats,
             "machine": {"cpu": peak["model"], "cpu_peak": peak, "torch": torch.__version__,
                         "lscpu": {k: info[k] for k in ("Model name", "Vendor ID", "CPU family", "Model", "CPU(s)",

@@ -55,12 +55,12 @@ import torch
 import yaml
 from machine import cpu_model
 
+from slotbench import checkpoint
 from slotbench.data.dataset import VideoDataset
 from slotbench.evaluation.baselines import colour_kmeans, score_baselines
 from slotbench.io import atomic_path
 from slotbench.report.curves import read_history, write_curves
 from slotbench.report.frames import load_videos, predict_segments
-from slotbench.training import checkpoint
 from slotbench.visualize import colour_ids, make_grid, match_to_gt, save_png
 
 ROOT = Path(__file__).resolve().parents[1]

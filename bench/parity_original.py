@@ -82,6 +82,8 @@ from original_code import OriginalCode, original_steps
 from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from slotbench import checkpoint
+from slotbench.checkpoint import load_frozen_tokenizer, restore_model
 from slotbench.config import fingerprint, resolve, resolve_tokenizer
 from slotbench.data.dataset import ClipDataset, StepBatchSampler, to_model_input
 from slotbench.data.storage import SplitWriter, write_meta
@@ -89,10 +91,10 @@ from slotbench.interop.original import convert_state, import_original
 from slotbench.interop.original_keys import EMBEDDED_TOKENIZER, target
 from slotbench.metrics.lpips import LPIPS
 from slotbench.models.diffusion import dpm_solver_pp_sample, make_noise
-from slotbench.training import checkpoint, loop
+from slotbench.training import loop
 from slotbench.training.distributed import micro_batch_seed
 from slotbench.training.schedule import apply_lr
-from slotbench.training.tasks import FrameTokenizer, load_frozen_tokenizer, param_groups, restore_model
+from slotbench.training.tasks import FrameTokenizer, param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

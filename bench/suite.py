@@ -80,9 +80,9 @@ def _config(name: str, setting: str) -> dict:
 
 def _tokenizer_checkpoint(cfg: dict, folder: Path) -> Path:
     """A randomly initialised tokenizer of the kind ``cfg`` needs, saved as the tokenizer stage does."""
+    from slotbench import checkpoint
     from slotbench.config import resolve_tokenizer
     from slotbench.models import MODEL_TOKENIZER, build_tokenizer
-    from slotbench.training import checkpoint
 
     dataset = "movi_e" if cfg["dataset"]["name"] == "movi_e" else "shapes"
     tok_cfg = resolve_tokenizer(dataset, MODEL_TOKENIZER[cfg["model"]["name"]], ROOT / "params")

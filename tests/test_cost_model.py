@@ -108,7 +108,8 @@ def test_record_on_the_tiny_profile(project):
     peak = cost_model.cpu_peak(info)
     assert peak["peak_fp32_flops"] == 2 * 3e9 * 32
     throughput = [{"network": n, "input": "4x3x64^2", "s_per_step": 1.0, "repeats_s": [1.0],
-                   "flops_per_step": 1e9, "achieved_flops_per_s": 1e9, "fraction_of_peak": 1e9 / peak["peak_fp32_flops"],
+                   "flops_per_step": 1e9, "achieved_flops_per_s": 1e9,
+                   "fraction_of_peak": 1e9 / peak["peak_fp32_flops"],
                    "threads": 1, "load_average_before": 0.0, "date": "2026-01-01T00:00:00+00:00"}
                   for n in (*cost_model.MODELS, *cost_model.TOKENIZERS)]
     eval_cfg = cost_model.network_config("slotdiffusion", "shapes", params)["eval"]

@@ -13,10 +13,11 @@ import torch
 import torch.multiprocessing as mp
 from conftest import edit_yaml
 
+from slotbench import checkpoint
 from slotbench.config import resolve
 from slotbench.data.dataset import StepBatchSampler
 from slotbench.jobs import command_prefix, snakemake_resources
-from slotbench.training import checkpoint, distributed, loop
+from slotbench.training import distributed, loop
 
 TINY = ("params", "profiles", "tiny.yaml")
 

@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from slotbench import checkpoint
+from slotbench.checkpoint import restore_model
 from slotbench.data.dataset import to_model_input
 from slotbench.data.storage import SplitWriter, write_meta
 from slotbench.evaluation import reconstruction as er
@@ -19,8 +21,6 @@ from slotbench.metrics import lpips as lp
 from slotbench.metrics.fvd import read_video_folder, to_uint8_frames
 from slotbench.metrics.reconstruction import recon_metrics
 from slotbench.models import STEVE, SlotDiffusion, build_model, build_tokenizer
-from slotbench.training import checkpoint
-from slotbench.training.tasks import restore_model
 
 RES, T, N_VIDEOS = 32, 4, 5
 SAVI = dict(

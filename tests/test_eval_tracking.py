@@ -17,12 +17,12 @@ from test_eval_recon import (
     _one_thread,  # noqa: F401  (an autouse fixture: one torch thread)
 )
 
+from slotbench import checkpoint
 from slotbench.evaluation import fvd as ef
 from slotbench.evaluation import reconstruction as er
 from slotbench.evaluation.segmentation import run_eval_seg
 from slotbench.io import write_record
-from slotbench.training import checkpoint
-from slotbench.training.tracking import RUN_ID_FILE, Tracker
+from slotbench.tracking import RUN_ID_FILE, Tracker
 
 FINGERPRINT = "f" * 64
 STEP = 7  # the step _checkpoint stores

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import copy_params, edit_yaml
 
-from slotbench import cli
+from slotbench import checkpoint, cli
 from slotbench.config import resolve, resolve_tokenizer
 from slotbench.models import MODEL_TOKENIZER, build_tokenizer
-from slotbench.training import checkpoint, fast_path
+from slotbench.training import fast_path
 from slotbench.training.distributed import LossStep
 from slotbench.training.tasks import FrameTokenizer, build_training_model
 

@@ -35,8 +35,7 @@ import pytest
 import torch
 from conftest import REPO, copy_params, edit_yaml
 
-from slotbench import cli
-from slotbench.training import checkpoint
+from slotbench import checkpoint, cli
 
 HOOK_DIR = REPO / "tests" / "faultinject"
 RUN = "results/shapes/savi/seed0"
@@ -264,7 +263,7 @@ def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(stage, args, case, tmp_
     if stage == "train+mlflow":  # the run left open by the kill is resumed and closed, not duplicated
         import mlflow
 
-        from slotbench.training.tracking import recorded_run
+        from slotbench.tracking import recorded_run
 
         client = mlflow.tracking.MlflowClient(f"sqlite:///{killed / 'results' / 'mlflow.db'}")
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -20,6 +20,8 @@ import torch
 import yaml
 from conftest import REPO, edit_yaml
 
+from slotbench import checkpoint
+from slotbench.checkpoint import restore_model
 from slotbench.config import ParamsError, resolve
 from slotbench.interop.original import (
     OriginalCheckpointError,
@@ -29,8 +31,6 @@ from slotbench.interop.original import (
 )
 from slotbench.interop.original_keys import target
 from slotbench.models import build_model, build_tokenizer
-from slotbench.training import checkpoint
-from slotbench.training.tasks import restore_model
 
 KEYS = json.loads((Path(__file__).parent / "data" / "original_small_keys.json").read_text())["networks"]
 

@@ -10,10 +10,10 @@ import torch
 from conftest import reference_config
 from torch import nn
 
+from slotbench.checkpoint import restore_model, with_later_model_keys
 from slotbench.models import SAVi, build_model
 from slotbench.models.common import SoftPositionEmbed, build_grid, count_parameters
 from slotbench.models.slot_attention import SlotAttention
-from slotbench.training.tasks import restore_model, with_later_model_keys
 
 # the reference configurations come from params/ (the single source of truth), so these tests
 # also check that params/models/savi.yaml reproduces the original's parameter counts

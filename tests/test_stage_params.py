@@ -29,14 +29,13 @@ from test_eval_recon import (
     no_lpips_weights,  # noqa: F401  (a fixture)
 )
 
-from slotbench import paths
+from slotbench import checkpoint, paths
 from slotbench.cli import build_parser
 from slotbench.config import definitions as defs
 from slotbench.config import resolve, resolve_tokenizer, stage_params
 from slotbench.config.loader import stage_keys
 from slotbench.evaluation import reconstruction as er
 from slotbench.evaluation.segmentation import run_eval_seg
-from slotbench.training import checkpoint
 from slotbench.training.loop import train
 from slotbench.workflow_dvc import render_dvc_yaml
 

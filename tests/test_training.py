@@ -8,10 +8,11 @@ import pytest
 import torch
 from conftest import edit_yaml
 
+from slotbench import checkpoint
 from slotbench.config import resolve
 from slotbench.data.dataset import ClipDataset, to_model_input
 from slotbench.models import build_model, build_tokenizer
-from slotbench.training import checkpoint, loop
+from slotbench.training import loop
 from slotbench.training.loop import NonFiniteLossError, train
 
 
@@ -154,7 +155,7 @@ def test_a_changed_training_opens_a_new_mlflow_run(project, tiny_data):
     parameters); the same training run again continues its run (tests/test_faults.py)."""
     import mlflow
 
-    from slotbench.training.tracking import recorded_run
+    from slotbench.tracking import recorded_run
 
     edit_yaml(project / "params" / "defaults.yaml", "tracking.enabled", True)
     run = project / "results" / "run"
@@ -167,7 +168,7 @@ def test_a_changed_training_opens_a_new_mlflow_run(project, tiny_data):
 
 
 def _open_tracker(uri: str, work_dir: str) -> str:
-    from slotbench.training.tracking import Tracker
+    from slotbench.tracking import Tracker
 
     tracker = Tracker({"enabled": True, "uri": uri, "experiment": "slotbench"}, "run", {"a": 1}, work_dir, "f")
     tracker.log_metrics({"x": 1.0}, step=0)
@@ -186,8 +187,8 @@ def test_parallel_jobs_create_a_new_mlflow_store_once(tmp_path):
 
 
 def test_tokenizer_stage_feeds_steve(project, tiny_data):
+    from slotbench.checkpoint import load_frozen_tokenizer, restore_model
     from slotbench.config import resolve_tokenizer
-    from slotbench.training.tasks import load_frozen_tokenizer, restore_model
 
     tok_cfg = resolve_tokenizer("shapes", "dvae", project / "params")
     tok_dir = project / "results" / "shapes" / "dvae"

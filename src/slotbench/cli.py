@@ -215,7 +215,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             resolved = config.resolve_tokenizer(args.dataset, args.tokenizer, args.params_dir, overrides)
         else:
             resolved = {"dataset": config.resolve_dataset(args.dataset, args.params_dir, overrides)}
-        from .training.tracking import redact_config
+        from .tracking import redact_config
 
         print(yaml.safe_dump(redact_config(resolved), sort_keys=False), end="")
     elif args.command == "import-original":

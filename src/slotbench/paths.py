@@ -53,15 +53,15 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 _SEGMENTATION_METRICS = ("metrics/__init__.py", "metrics/segmentation.py", "metrics/frechet.py")
 #: The modules the training stages import (``training/loop.py``, ``interop/stage.py`` for ``init``, and
 #: LPIPS with ``weights.py`` for a VQ-VAE's perceptual loss); never the FVD or reconstruction metrics.
-_TRAINING_CODE = ("io.py", "runtime.py", "weights.py", "config/*.py", "data/dataset.py", "data/storage.py",
-                  "models/*.py", "training/*.py", "evaluation/segmentation.py", *_SEGMENTATION_METRICS,
-                  "metrics/lpips.py", "interop/*.py")
+_TRAINING_CODE = ("io.py", "runtime.py", "weights.py", "checkpoint.py", "tracking.py", "config/*.py",
+                  "data/dataset.py", "data/storage.py", "models/*.py", "training/*.py", "evaluation/segmentation.py",
+                  *_SEGMENTATION_METRICS, "metrics/lpips.py", "interop/*.py")
 
 #: What reading the exported data imports: the loaders, and the params fingerprint the export is checked against.
 _DATA_CODE = ("config/*.py", "data/dataset.py", "data/storage.py")
 
 #: What the evaluation stages import to log their metrics to the training's MLflow run.
-_EVAL_TRACKING = ("evaluation/tracking.py", "training/tracking.py")
+_EVAL_TRACKING = ("evaluation/tracking.py", "tracking.py")
 
 #: Source files (globs relative to the package) whose change must re-run a stage.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
@@ -70,15 +70,15 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "tokenizer": _TRAINING_CODE,
     "train": _TRAINING_CODE,
     "eval_seg": ("io.py", "runtime.py", *_DATA_CODE, "models/*.py",
-                 "training/checkpoint.py", "training/tasks.py", "evaluation/segmentation.py", *_SEGMENTATION_METRICS,
+                 "checkpoint.py", "evaluation/segmentation.py", *_SEGMENTATION_METRICS,
                  *_EVAL_TRACKING),
     "eval_recon": ("io.py", "runtime.py", "weights.py", "visualize.py", *_DATA_CODE, "models/*.py",
-                   "training/checkpoint.py", "training/tasks.py", "evaluation/reconstruction.py",
+                   "checkpoint.py", "evaluation/reconstruction.py",
                    "evaluation/videos.py", "metrics/*.py", *_EVAL_TRACKING),
     "fvd": ("io.py", "weights.py", "evaluation/fvd.py", "metrics/fvd.py", "metrics/frechet.py", *_EVAL_TRACKING),
     "table": ("io.py", "table.py"),
     "report": ("io.py", "runtime.py", "visualize.py", *_DATA_CODE, "models/*.py",
-               "training/checkpoint.py", "training/tasks.py", "training/tracking.py", "report/*.py"),
+               "checkpoint.py", "tracking.py", "report/*.py"),
 }
 
 

@@ -51,12 +51,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import __version__
+from ..checkpoint import load_trained
 from ..data.dataset import VideoDataset, to_model_input
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..metrics.fvd import to_uint8_frames, write_video_folder
 from ..metrics.reconstruction import recon_metrics
 from ..models import SlotModel
-from ..training.tasks import load_trained
 from ..weights import MissingWeightsError
 from . import videos
 from .tracking import log_evaluation, training_run
@@ -224,7 +224,7 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
             weights unless ``$SLOTBENCH_OFFLINE``; null with the reason when they stay missing);
             a module is used as is; ``None`` skips LPIPS (null with a reason).
         run: ``{"dataset", "model", "seed"}`` the checkpoint must belong to
-            (:func:`~slotbench.training.tasks.check_run`); ``None`` checks nothing.
+            (:func:`~slotbench.checkpoint.check_run`); ``None`` checks nothing.
         tracking: the ``tracking`` section: log the metrics to the training's MLflow run
             (:func:`~slotbench.evaluation.tracking.log_evaluation`); ``None`` does not.
 

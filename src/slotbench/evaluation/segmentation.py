@@ -15,10 +15,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import __version__
+from ..checkpoint import load_trained
 from ..data.dataset import VideoDataset, to_model_input
 from ..io import sha256_file, write_record
 from ..metrics import segmentation_scores
-from ..training.tasks import load_trained
 
 METRICS = ("fg_ari", "miou", "mbo")
 
@@ -98,7 +98,7 @@ def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path,
                  tracking: dict | None = None) -> dict:
     """The ``eval_seg`` stage: evaluate a trained checkpoint and write ``seg.json``; with ``run``
     (``{"dataset", "model", "seed"}``) the checkpoint must be that run's
-    (:func:`~slotbench.training.tasks.check_run`); with ``tracking`` (the params section) FG-ARI,
+    (:func:`~slotbench.checkpoint.check_run`); with ``tracking`` (the params section) FG-ARI,
     mIoU and mBO also go to the training's MLflow run as ``eval/{fg_ari,miou,mbo}`` at the
     checkpoint's step, and ``mlflow_run_id`` names it (``null`` when not logged)."""
     state, model, device = load_trained(checkpoint_path, data_root, runtime_cfg, run)

@@ -24,7 +24,7 @@ import os
 import time
 from pathlib import Path
 
-from ..training.tracking import recorded_run, redact_uri, store_lock, tracking_uri
+from ..tracking import recorded_run, redact_uri, store_lock, tracking_uri
 
 #: Prefix of every key logged here (the training logs ``train/*`` and ``val/*``).
 PREFIX = "eval/"

@@ -26,12 +26,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .. import __version__
+from .. import __version__, checkpoint
 from ..config import fingerprint, frame_size, resolve, resolve_tokenizer, stage_params
 from ..io import sha256_file
 from ..models import build_model, build_tokenizer
 from ..models.diffusion import DiffusionSchedule
-from ..training import checkpoint
 from .original_keys import EMBEDDED_TOKENIZER, NETWORKS, target
 
 TOKENIZERS = ("dvae", "vqvae")

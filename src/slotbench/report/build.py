@@ -17,12 +17,11 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from .. import paths
+from .. import checkpoint, paths
 from ..config import load_grid, resolve, resolve_dataset
 from ..evaluation.reconstruction import COMP_DIR, RECON_DIR
 from ..io import read_json, write_text
-from ..training import checkpoint
-from ..training.tracking import flatten
+from ..tracking import flatten
 from ..visualize import colour_ids, matched_segmentation, slot_layers, strip
 from . import html
 from .curves import plot_curves, read_history, write_curves

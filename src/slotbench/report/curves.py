@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import atomic_path
-from ..training.tracking import RUN_ID_FILE, recorded_run, redact_uri, tracking_uri
+from ..tracking import RUN_ID_FILE, recorded_run, redact_uri, tracking_uri
 
 #: Columns always present in the CSVs (empty files still have them, so DVC's plot definitions hold).
 CORE = {"train": ("loss", "lr"), "val": ("loss", "fg_ari", "miou", "mbo")}

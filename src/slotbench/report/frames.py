@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..checkpoint import restore_model
 from ..data.dataset import VideoDataset, to_model_input
 from ..runtime import select_device
-from ..training.tasks import restore_model
 
 
 def load_videos(data_root: str | Path, split: str, count: int) -> list[dict[str, np.ndarray]]:

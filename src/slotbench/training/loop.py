@@ -16,17 +16,17 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from .. import __version__
+from .. import __version__, checkpoint
 from ..config import fingerprint, stage_params
 from ..data.dataset import ClipDataset, StepBatchSampler, check_current, to_model_input, validation_split
 from ..evaluation.segmentation import evaluate_segmentation
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..paths import code_digest
 from ..runtime import autocast, select_device
-from . import checkpoint, distributed, fast_path
+from ..tracking import Tracker, redact_config
+from . import distributed, fast_path
 from .schedule import apply_lr
 from .tasks import build_training_model, exported_weights, param_groups
-from .tracking import Tracker, redact_config
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -2,23 +2,19 @@
 
 :func:`build_training_model` returns a module with the trainer's interface,
 ``forward(video [B, T, 3, H, W]) -> out`` and ``loss(video, out) -> {"loss", ...}``, plus the
-extra checkpoint entries the evaluation needs to rebuild it (:func:`restore_model`).
+extra checkpoint entries the evaluation needs to rebuild it (:func:`slotbench.checkpoint.restore_model`).
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
+from .. import checkpoint
 from ..config import frame_size
-from ..data.dataset import check_compatible
 from ..models import build_model, build_tokenizer
 from ..models.dvae import gumbel_tau
-from ..runtime import select_device
-from . import checkpoint
 
 
 class FrameTokenizer(nn.Module):
@@ -56,19 +52,6 @@ def _perceptual(cfg: dict) -> tuple[nn.Module | None, str]:
     return LPIPS.from_pretrained(), "lpips-vgg"
 
 
-def load_frozen_tokenizer(path: str | Path) -> tuple[nn.Module, dict]:
-    """The trained tokenizer of a ``tokenizer`` stage checkpoint, and its config."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: tokenizer checkpoint not found; it is made by the `tokenizer` stage")
-    state = checkpoint.load(path)
-    if state.get("kind") != "tokenizer":
-        raise ValueError(f"{path}: not a tokenizer checkpoint")
-    tokenizer = build_tokenizer(state["config"]["tokenizer"])
-    tokenizer.load_state_dict(state["model"])
-    return tokenizer, state["config"]["tokenizer"]
-
-
 def build_training_model(cfg: dict, tokenizer_checkpoint: str | Path | None) -> tuple[nn.Module, dict]:
     """The module to train for ``cfg`` and the extra entries its ``model.pt`` must carry.
 
@@ -84,7 +67,7 @@ def build_training_model(cfg: dict, tokenizer_checkpoint: str | Path | None) -> 
     if cfg["model"]["name"] != "savi":
         if tokenizer_checkpoint is None:
             raise ValueError(f"{cfg['model']['name']} needs the checkpoint of its `tokenizer` stage")
-        tokenizer, tok_cfg = load_frozen_tokenizer(tokenizer_checkpoint)
+        tokenizer, tok_cfg = checkpoint.load_frozen_tokenizer(tokenizer_checkpoint)
     model = build_model(cfg["model"], frame_size(cfg["dataset"]), tokenizer=tokenizer)
     return model, {"kind": "slot_model", "tokenizer_config": tok_cfg}
 
@@ -92,57 +75,6 @@ def build_training_model(cfg: dict, tokenizer_checkpoint: str | Path | None) -> 
 def exported_weights(model: nn.Module) -> dict[str, Tensor]:
     """The weights ``model.pt`` holds: the tokenizer itself for a tokenizer run."""
     return (model.tokenizer if isinstance(model, FrameTokenizer) else model).state_dict()
-
-
-def with_later_model_keys(model_cfg: dict) -> dict:
-    """A copy of a ``model.pt``'s model config with the keys added since such files were first
-    written (``encoder_fourier_octaves``; SAVi's ``decoder.fourier_octaves``) set to 0 where absent:
-    the value that rebuilds the model an older file holds. Newer configs come back unchanged."""
-    cfg = copy.deepcopy(model_cfg)
-    cfg.setdefault("encoder_fourier_octaves", 0)
-    if cfg["name"] == "savi":
-        cfg["decoder"].setdefault("fourier_octaves", 0)
-    return cfg
-
-
-def check_run(state: dict, path: str | Path, run: dict) -> None:
-    """Refuse a ``model.pt`` of another dataset, model or seed than the run it is evaluated as
-    (``run``: ``{"dataset", "model", "seed"}``), e.g. a file copied or imported into the wrong
-    results folder. An imported original checkpoint has no seed and fits any."""
-    cfg = state["config"]
-    found = {"dataset": cfg["dataset"]["name"], "model": cfg["model"]["name"], "seed": state.get("seed")}
-    wrong = [f"{key} {found[key]!r}, not {value!r}" for key, value in run.items()
-             if found[key] != value and not (key == "seed" and found[key] is None)]
-    if wrong:
-        raise ValueError(f"{path}: this checkpoint is of {', '.join(wrong)}; it is in the wrong run folder")
-
-
-def load_trained(checkpoint_path: str | Path, data_root: str | Path, runtime_cfg: dict,
-                 run: dict | None = None) -> tuple[dict, nn.Module, torch.device]:
-    """What every evaluation stage starts with: the ``model.pt`` at ``checkpoint_path`` (refused by
-    :func:`check_run` when ``run`` is given), checked against the data at ``data_root`` (resolution,
-    frames), and its model rebuilt on the ``runtime`` device in ``eval()`` mode.
-
-    Returns:
-        ``(state, model, device)``.
-    """
-    state = checkpoint.load(checkpoint_path)
-    if run is not None:
-        check_run(state, checkpoint_path, run)
-    cfg = state["config"]
-    check_compatible(data_root, frame_size(cfg["dataset"]), cfg["dataset"]["video_len"])
-    device = select_device(runtime_cfg)
-    return state, restore_model(state).to(device).eval(), device
-
-
-def restore_model(state: dict) -> nn.Module:
-    """Rebuild a trained slot model from its ``model.pt`` (tokenizer weights included); files
-    written before the newer model keys existed load too (:func:`with_later_model_keys`)."""
-    cfg = state["config"]
-    tokenizer = build_tokenizer(state["tokenizer_config"]) if state.get("tokenizer_config") else None
-    model = build_model(with_later_model_keys(cfg["model"]), frame_size(cfg["dataset"]), tokenizer=tokenizer)
-    model.load_state_dict(state["model"])
-    return model
 
 
 def param_groups(model: nn.Module, train_cfg: dict) -> list[dict]:

@@ -1,4 +1,8 @@
-"""Resumable training checkpoints, written atomically and loaded without executing code.
+"""Checkpoints: written atomically, loaded without executing code, and turned back into models.
+
+Every stage that reads a checkpoint goes through this module: training (resume, the frozen
+tokenizer), evaluation and the report (:func:`load_trained`, :func:`restore_model`), the import
+of the original's checkpoints.
 
 Scratch checkpoints live in the run's ``_work/`` folder (not a pipeline output, so Snakemake
 and DVC leave them in place when a stage re-runs). Each carries the fingerprint of the
@@ -13,6 +17,7 @@ truncated file fails to unpickle and is refused the same way.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -20,8 +25,13 @@ import struct
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from ..io import atomic_path
+from .config import frame_size
+from .data.dataset import check_compatible
+from .io import atomic_path
+from .models import build_model, build_tokenizer
+from .runtime import select_device
 
 _NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
 KEEP = 2
@@ -131,3 +141,67 @@ def latest_resumable(work_dir: str | os.PathLike, fingerprint: str) -> dict | No
             stale.unlink(missing_ok=True)
         return None
     return None
+
+
+def load_frozen_tokenizer(path: str | Path) -> tuple[nn.Module, dict]:
+    """The trained tokenizer of a ``tokenizer`` stage checkpoint, and its config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: tokenizer checkpoint not found; it is made by the `tokenizer` stage")
+    state = load(path)
+    if state.get("kind") != "tokenizer":
+        raise ValueError(f"{path}: not a tokenizer checkpoint")
+    tokenizer = build_tokenizer(state["config"]["tokenizer"])
+    tokenizer.load_state_dict(state["model"])
+    return tokenizer, state["config"]["tokenizer"]
+
+
+def with_later_model_keys(model_cfg: dict) -> dict:
+    """A copy of a ``model.pt``'s model config with the keys added since such files were first
+    written (``encoder_fourier_octaves``; SAVi's ``decoder.fourier_octaves``) set to 0 where absent:
+    the value that rebuilds the model an older file holds. Newer configs come back unchanged."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg.setdefault("encoder_fourier_octaves", 0)
+    if cfg["name"] == "savi":
+        cfg["decoder"].setdefault("fourier_octaves", 0)
+    return cfg
+
+
+def check_run(state: dict, path: str | Path, run: dict) -> None:
+    """Refuse a ``model.pt`` of another dataset, model or seed than the run it is evaluated as
+    (``run``: ``{"dataset", "model", "seed"}``), e.g. a file copied or imported into the wrong
+    results folder. An imported original checkpoint has no seed and fits any."""
+    cfg = state["config"]
+    found = {"dataset": cfg["dataset"]["name"], "model": cfg["model"]["name"], "seed": state.get("seed")}
+    wrong = [f"{key} {found[key]!r}, not {value!r}" for key, value in run.items()
+             if found[key] != value and not (key == "seed" and found[key] is None)]
+    if wrong:
+        raise ValueError(f"{path}: this checkpoint is of {', '.join(wrong)}; it is in the wrong run folder")
+
+
+def load_trained(checkpoint_path: str | Path, data_root: str | Path, runtime_cfg: dict,
+                 run: dict | None = None) -> tuple[dict, nn.Module, torch.device]:
+    """What every evaluation stage starts with: the ``model.pt`` at ``checkpoint_path`` (refused by
+    :func:`check_run` when ``run`` is given), checked against the data at ``data_root`` (resolution,
+    frames), and its model rebuilt on the ``runtime`` device in ``eval()`` mode.
+
+    Returns:
+        ``(state, model, device)``.
+    """
+    state = load(checkpoint_path)
+    if run is not None:
+        check_run(state, checkpoint_path, run)
+    cfg = state["config"]
+    check_compatible(data_root, frame_size(cfg["dataset"]), cfg["dataset"]["video_len"])
+    device = select_device(runtime_cfg)
+    return state, restore_model(state).to(device).eval(), device
+
+
+def restore_model(state: dict) -> nn.Module:
+    """Rebuild a trained slot model from its ``model.pt`` (tokenizer weights included); files
+    written before the newer model keys existed load too (:func:`with_later_model_keys`)."""
+    cfg = state["config"]
+    tokenizer = build_tokenizer(state["tokenizer_config"]) if state.get("tokenizer_config") else None
+    model = build_model(with_later_model_keys(cfg["model"]), frame_size(cfg["dataset"]), tokenizer=tokenizer)
+    model.load_state_dict(state["model"])
+    return model

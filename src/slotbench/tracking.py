@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..io import write_text
-from ..paths import MLFLOW_STORE
+from .io import write_text
+from .paths import MLFLOW_STORE
 
 DEFAULT_STORE = MLFLOW_STORE
 RUN_ID_FILE = "mlflow_run_id"  # in the run's _work/ folder: the run id, then the training's fingerprint
