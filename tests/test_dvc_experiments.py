@@ -12,28 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import REPO, edit_yaml
+from conftest import REPO, edit_yaml, install_standin_fvd_detector
 from test_workflow import _project, _run
-
-from slotbench.io import sha256_file
 
 DVC = [sys.executable, "-m", "dvc"]
 RUN = "results/shapes/savi/seed0"
 METRICS = {"seg.json": ("FG-ARI", "mIoU", "mBO"), "recon.json": ("MSE",), "fvd_recon.json": ("FVD",),
            "fvd_comp.json": ("FVD",)}
-
-
-class _StandInI3D(torch.nn.Module):
-    """The I3D detector's call signature (uint8 clips ``[B, 3, T, H, W]``), 2 features per clip."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = torch.nn.Parameter(torch.randn(48, 2, generator=torch.Generator().manual_seed(0)))
-
-    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
-                return_features: bool = False) -> torch.Tensor:
-        return torch.tanh(x.float().mean(dim=(3, 4)).flatten(1) / 127.5 @ self.proj)
 
 
 def _json(args: list[str], cwd: Path):
@@ -48,10 +33,7 @@ def _git_project(root: Path) -> Path:
     edit_yaml(project / "params/defaults.yaml", "grid.models", ["savi"])
     edit_yaml(project / "params/defaults.yaml", "tracking.enabled", True)  # the curves come from MLflow
     edit_yaml(project / "params/profiles/tiny.yaml", "per_source.synthetic.dataset.video_len", 16)  # FVD's clips
-    (project / "weights").mkdir()
-    torch.jit.script(_StandInI3D()).save(str(project / "weights/i3d.pt"))
-    edit_yaml(project / "params/defaults.yaml", "fvd.detector_path", "weights/i3d.pt")
-    edit_yaml(project / "params/defaults.yaml", "fvd.detector_sha256", sha256_file(project / "weights/i3d.pt"))
+    install_standin_fvd_detector(project)
     _run([sys.executable, "-m", "slotbench", "dvc-yaml"], project)
     for args in (["init", "-q"], ["config", "user.email", "ci@example.org"], ["config", "user.name", "ci"]):
         _run(["git", *args], project)

@@ -33,7 +33,7 @@ import fault_hooks
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, copy_params, edit_yaml
+from conftest import REPO, copy_params, edit_yaml, install_standin_fvd_detector
 
 from slotbench import checkpoint, cli
 
@@ -184,18 +184,6 @@ def _same_outputs(stage: str, ref: Path, resumed: Path) -> None:
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
-class _ScriptedI3D(torch.nn.Module):
-    """A tiny stand-in with the I3D detector's call signature (uint8 clips [B, 3, T, H, W])."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = torch.nn.Parameter(torch.randn(48, 2, generator=torch.Generator().manual_seed(0)))
-
-    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
-                return_features: bool = False) -> torch.Tensor:
-        return torch.tanh(x.float().mean(dim=(3, 4)).flatten(1) / 127.5 @ self.proj)
-
-
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> Path:
     """A project with data, a trained tiny SAVi and every evaluation record (made in-process)."""
@@ -208,7 +196,7 @@ def evaluated(tmp_path_factory) -> Path:
 
 def _fvd_inputs(root: Path) -> None:
     """16-frame videos and a stand-in detector, so that the fvd stage computes a number."""
-    from slotbench.io import sha256_file, write_record
+    from slotbench.io import write_record
     from slotbench.metrics.fvd import write_video_folder
 
     rng = np.random.default_rng(0)
@@ -218,10 +206,7 @@ def _fvd_inputs(root: Path) -> None:
         write_video_folder(video_root / sub, {i: rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8) for i in range(3)})
     write_record(root / RUN / "recon.json", {"video_root": f"{RUN}/eval", "num_videos": 3, "frames": 16,
                                              "videos_saved": True})
-    (root / "weights").mkdir()
-    torch.jit.script(_ScriptedI3D()).save(str(root / "weights" / "i3d.pt"))
-    edit_yaml(root / "params" / "defaults.yaml", "fvd.detector_path", "weights/i3d.pt")
-    edit_yaml(root / "params" / "defaults.yaml", "fvd.detector_sha256", sha256_file(root / "weights" / "i3d.pt"))
+    install_standin_fvd_detector(root)
 
 
 # ---------------------------------------------------------------------------- 1. SIGKILL at any moment
