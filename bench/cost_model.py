@@ -141,7 +141,7 @@ def build_network(name: str, cfg: dict, params_dir: Path) -> nn.Module:
     """
     from slotbench.config import frame_size
     from slotbench.models import MODEL_TOKENIZER, build_model, build_tokenizer
-    from slotbench.training.tasks import FrameTokenizer
+    from slotbench.models.frame_tokenizer import FrameTokenizer
 
     torch.manual_seed(0)
     if name in TOKENIZERS:

@@ -91,10 +91,11 @@ from slotbench.interop.original import convert_state, import_original
 from slotbench.interop.original_keys import EMBEDDED_TOKENIZER, target
 from slotbench.metrics.lpips import LPIPS
 from slotbench.models.diffusion import dpm_solver_pp_sample, make_noise
+from slotbench.models.frame_tokenizer import FrameTokenizer
 from slotbench.training import loop
 from slotbench.training.distributed import micro_batch_seed
 from slotbench.training.schedule import apply_lr
-from slotbench.training.tasks import FrameTokenizer, param_groups
+from slotbench.training.tasks import param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

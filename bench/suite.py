@@ -94,7 +94,8 @@ def _tokenizer_checkpoint(cfg: dict, folder: Path) -> Path:
 
 def _build(name: str, cfg: dict, folder: Path) -> torch.nn.Module:
     from slotbench.models import build_tokenizer
-    from slotbench.training.tasks import FrameTokenizer, build_training_model
+    from slotbench.models.frame_tokenizer import FrameTokenizer
+    from slotbench.training.tasks import build_training_model
 
     if name in TOKENIZERS:
         perceptual = None

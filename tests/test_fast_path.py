@@ -14,9 +14,10 @@ from conftest import copy_params, edit_yaml
 from slotbench import checkpoint, cli
 from slotbench.config import resolve, resolve_tokenizer
 from slotbench.models import MODEL_TOKENIZER, build_tokenizer
+from slotbench.models.frame_tokenizer import FrameTokenizer
 from slotbench.training import fast_path
 from slotbench.training.distributed import LossStep
-from slotbench.training.tasks import FrameTokenizer, build_training_model
+from slotbench.training.tasks import build_training_model
 
 NETWORKS = ("savi", "steve", "slotdiffusion", "dvae", "vqvae")
 TOKENIZERS = ("dvae", "vqvae")

@@ -10,8 +10,8 @@ import torch
 from conftest import reference_config
 from torch import nn
 
-from slotbench.checkpoint import restore_model, with_later_model_keys
-from slotbench.models import SAVi, build_model
+from slotbench.checkpoint import restore_model
+from slotbench.models import SAVi, build_model, with_later_model_keys
 from slotbench.models.common import SoftPositionEmbed, build_grid, count_parameters
 from slotbench.models.slot_attention import SlotAttention
 

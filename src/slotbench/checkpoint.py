@@ -17,7 +17,6 @@ truncated file fails to unpickle and is refused the same way.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import re
@@ -30,7 +29,7 @@ from torch import nn
 from .config import frame_size
 from .data.dataset import check_compatible
 from .io import atomic_path
-from .models import build_model, build_tokenizer
+from .models import build_model, build_tokenizer, with_later_model_keys
 from .runtime import select_device
 
 _NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
@@ -154,17 +153,6 @@ def load_frozen_tokenizer(path: str | Path) -> tuple[nn.Module, dict]:
     tokenizer = build_tokenizer(state["config"]["tokenizer"])
     tokenizer.load_state_dict(state["model"])
     return tokenizer, state["config"]["tokenizer"]
-
-
-def with_later_model_keys(model_cfg: dict) -> dict:
-    """A copy of a ``model.pt``'s model config with the keys added since such files were first
-    written (``encoder_fourier_octaves``; SAVi's ``decoder.fourier_octaves``) set to 0 where absent:
-    the value that rebuilds the model an older file holds. Newer configs come back unchanged."""
-    cfg = copy.deepcopy(model_cfg)
-    cfg.setdefault("encoder_fourier_octaves", 0)
-    if cfg["name"] == "savi":
-        cfg["decoder"].setdefault("fourier_octaves", 0)
-    return cfg
 
 
 def check_run(state: dict, path: str | Path, run: dict) -> None:

@@ -12,12 +12,14 @@ outside this package needs to know which model it holds.
 
 from __future__ import annotations
 
+import copy
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from .dvae import DVAE
+from .frame_tokenizer import FrameTokenizer
 from .savi import SAVi
 from .slotdiffusion import SlotDiffusion
 from .steve import STEVE
@@ -25,7 +27,7 @@ from .trunk import SlotTrunk
 from .vqvae import VQVAE
 
 __all__ = ["build_model", "build_tokenizer", "SAVi", "STEVE", "SlotDiffusion", "DVAE", "VQVAE", "SlotTrunk",
-           "SlotModel", "MODEL_NAMES", "TOKENIZER_NAMES", "MODEL_TOKENIZER"]
+           "SlotModel", "FrameTokenizer", "with_later_model_keys", "MODEL_NAMES", "TOKENIZER_NAMES", "MODEL_TOKENIZER"]
 
 
 
@@ -86,3 +88,14 @@ def build_model(model_cfg: dict, resolution: int, tokenizer: nn.Module | None = 
             raise ValueError(f"{name} needs a trained {MODEL_TOKENIZER[name]} tokenizer (the `tokenizer` stage)")
         return (STEVE if name == "steve" else SlotDiffusion)(model_cfg, resolution, tokenizer)
     raise ValueError(f"unknown model name {name!r}; available: {', '.join(MODEL_NAMES)}")
+
+
+def with_later_model_keys(model_cfg: dict) -> dict:
+    """A copy of a ``model.pt``'s model config with the keys added since such files were first
+    written (``encoder_fourier_octaves``; SAVi's ``decoder.fourier_octaves``) set to 0 where absent:
+    the value that rebuilds the model an older file holds. Newer configs come back unchanged."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg.setdefault("encoder_fourier_octaves", 0)
+    if cfg["name"] == "savi":
+        cfg["decoder"].setdefault("fourier_octaves", 0)
+    return cfg

@@ -21,12 +21,13 @@ from ..config import fingerprint, stage_params
 from ..data.dataset import ClipDataset, StepBatchSampler, check_current, to_model_input, validation_split
 from ..evaluation.segmentation import evaluate_segmentation
 from ..io import remove_stale_temporaries, sha256_file, write_record
+from ..models.frame_tokenizer import exported_weights
 from ..paths import code_digest
 from ..runtime import autocast, select_device
 from ..tracking import Tracker, redact_config
 from . import distributed, fast_path
 from .schedule import apply_lr
-from .tasks import build_training_model, exported_weights, param_groups
+from .tasks import build_training_model, param_groups
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -9,44 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import Tensor, nn
+from torch import nn
 
 from .. import checkpoint
 from ..config import frame_size
-from ..models import build_model, build_tokenizer
-from ..models.dvae import gumbel_tau
-
-
-class FrameTokenizer(nn.Module):
-    """Train a tokenizer (images ``[B, 3, H, W]``) on single-frame clips ``[B, 1, 3, H, W]``.
-
-    For the dVAE, :meth:`set_step` anneals the Gumbel temperature with the reference schedule.
-    """
-
-    def __init__(self, tokenizer: nn.Module, cfg: dict):
-        super().__init__()
-        self.tokenizer, self.cfg = tokenizer, cfg
-        self.tau = cfg["gumbel"]["init_tau"] if cfg["name"] == "dvae" else None
-
-    def set_step(self, step: int, total_steps: int) -> dict[str, float]:
-        if self.tau is None:
-            return {}
-        g = self.cfg["gumbel"]
-        self.tau = gumbel_tau(step, total_steps, g["init_tau"], g["final_tau"], g["decay_pct"])
-        return {"train/gumbel_tau": self.tau}
-
-    def forward(self, video: Tensor) -> dict[str, Tensor]:
-        frames = video.flatten(0, 1)
-        return self.tokenizer(frames) if self.tau is None else self.tokenizer(frames, self.tau)
-
-    def loss(self, video: Tensor, out: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.tokenizer.loss(video.flatten(0, 1), out)
+from ..models import MODEL_TOKENIZER, build_model, build_tokenizer
+from ..models.frame_tokenizer import FrameTokenizer
 
 
 def _perceptual(cfg: dict) -> tuple[nn.Module | None, str]:
     """The LPIPS network for a VQ-VAE whose ``percept_loss_w`` is positive (weights from local files)."""
-    if cfg["name"] != "vqvae" or cfg["percept_loss_w"] == 0:
-        return None, "off (tokenizer.percept_loss_w: 0)" if cfg["name"] == "vqvae" else "n/a"
+    if "percept_loss_w" not in cfg:  # a tokenizer without a perceptual loss (the dVAE)
+        return None, "n/a"
+    if cfg["percept_loss_w"] == 0:
+        return None, "off (tokenizer.percept_loss_w: 0)"
     from ..metrics.lpips import LPIPS
 
     return LPIPS.from_pretrained(), "lpips-vgg"
@@ -64,17 +40,12 @@ def build_training_model(cfg: dict, tokenizer_checkpoint: str | Path | None) -> 
         model = FrameTokenizer(build_tokenizer(cfg["tokenizer"], perceptual), cfg["tokenizer"])
         return model, {"kind": "tokenizer", "perceptual_loss": percept_note}
     tokenizer, tok_cfg = (None, None)
-    if cfg["model"]["name"] != "savi":
+    if cfg["model"]["name"] in MODEL_TOKENIZER:  # STEVE, SlotDiffusion
         if tokenizer_checkpoint is None:
             raise ValueError(f"{cfg['model']['name']} needs the checkpoint of its `tokenizer` stage")
         tokenizer, tok_cfg = checkpoint.load_frozen_tokenizer(tokenizer_checkpoint)
     model = build_model(cfg["model"], frame_size(cfg["dataset"]), tokenizer=tokenizer)
     return model, {"kind": "slot_model", "tokenizer_config": tok_cfg}
-
-
-def exported_weights(model: nn.Module) -> dict[str, Tensor]:
-    """The weights ``model.pt`` holds: the tokenizer itself for a tokenizer run."""
-    return (model.tokenizer if isinstance(model, FrameTokenizer) else model).state_dict()
 
 
 def param_groups(model: nn.Module, train_cfg: dict) -> list[dict]:
