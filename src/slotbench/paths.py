@@ -44,7 +44,6 @@ DATASET_TABLE = ROOT + "results/{dataset}/table.csv"
 CURVES_TRAIN = RUN_DIR + "/curves/train.csv"  # MLflow history, written by the report stage
 CURVES_VAL = RUN_DIR + "/curves/val.csv"
 REPORT = ROOT + "results/{dataset}/report.html"
-LOG = ROOT + "logs/{stage}/{name}.log"
 MLFLOW_STORE = ROOT + "results/mlflow.db"  # the local tracking store (tracking.uri: null)
 
 PACKAGE_DIR = Path(__file__).resolve().parent

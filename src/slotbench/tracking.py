@@ -27,7 +27,6 @@ from urllib.parse import urlsplit, urlunsplit
 from .io import write_text
 from .paths import MLFLOW_STORE
 
-DEFAULT_STORE = MLFLOW_STORE
 RUN_ID_FILE = "mlflow_run_id"  # in the run's _work/ folder: the run id, then the training's fingerprint
 
 
@@ -84,7 +83,7 @@ def tracking_uri(cfg_tracking: dict) -> str:
                 os.environ["MLFLOW_TRACKING_PASSWORD"] = password
             return bare
         return uri  # e.g. a database URI: SQLAlchemy needs the credentials in it; shown redacted only
-    store = Path(DEFAULT_STORE).resolve()
+    store = Path(MLFLOW_STORE).resolve()
     store.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store}"
 
