@@ -1,6 +1,7 @@
 """Imports go one way: cli -> stages -> training / evaluation -> checkpoints, tracking -> models,
-metrics, data -> config, io. A module may import from its own layer or below, never above, and no
-two subpackages or modules import each other, directly or around a cycle."""
+metrics, data -> config, io; the stage declarations (pipeline) sit at the bottom with the paths. A
+module may import from its own layer or below, never above, and no two subpackages or modules import
+each other, directly or around a cycle."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from slotbench import paths
 PACKAGE = paths.PACKAGE_DIR
 #: Every top-level module or subpackage of slotbench and its layer (a unit imports only its layer or below).
 LAYERS = {
-    "__init__": 0, "io": 0, "paths": 0,
+    "__init__": 0, "io": 0, "paths": 0, "pipeline": 0,
     "config": 1, "runtime": 1, "weights": 1, "visualize": 1, "jobs": 1,
     "data": 2, "metrics": 2, "models": 2,
     "checkpoint": 3, "tracking": 3,

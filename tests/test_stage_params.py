@@ -1,4 +1,4 @@
-"""What each stage depends on (``stage_params``, ``paths.STAGE_CODE``) and how Snakemake and dvc.yaml
+"""What each stage depends on (``stage_params``, the stages' ``code``) and how Snakemake and dvc.yaml
 declare it: every parameter that changes a stage's outputs, and no other."""
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from slotbench.config import resolve, resolve_tokenizer, stage_params
 from slotbench.config.loader import stage_keys
 from slotbench.evaluation import reconstruction as er
 from slotbench.evaluation.segmentation import run_eval_seg
+from slotbench.pipeline import stage_code
 from slotbench.training.loop import train
 from slotbench.workflow_dvc import render_dvc_yaml
 
@@ -85,11 +86,11 @@ def test_dvc_and_snakemake_declare_the_params_of_stage_params(project):
                                 workdir=project)._workflow
         for model in MODELS:
             cfg = resolve("shapes", model, project / "params")
-            wildcards = SimpleNamespace(dataset="shapes", model=model, seed="0")
+            wildcards = SimpleNamespace(dataset="shapes", model=model, seed="0", kind="recon")
             for stage in ("train", "eval_seg", "eval_recon", "eval_comp_gen", "fvd"):
                 smk = json.loads(workflow.get_rule(stage).params["config"](wildcards))
                 assert smk == json.loads(json.dumps(stage_params(cfg, stage))), (model, stage)
-                dvc_name = f"{stage}_shapes_{model}_seed0" if stage != "fvd" else f"fvd_recon_shapes_{model}_seed0"
+                dvc_name = f"{stage}_shapes_{model}_seed0" + ("_recon" if stage == "fvd" else "")
                 declared = _dvc_params(stages[dvc_name]).get("params/defaults.yaml", [])
                 section = {"train": "train", "fvd": "fvd"}.get(stage, "eval")
                 defaults = yaml.safe_load((project / "params/defaults.yaml").read_text())[section]
@@ -152,7 +153,7 @@ def test_an_undeclared_eval_key_changes_no_output(model, tmp_path, no_lpips_weig
                                                                      progress=False),
     }
     for stage, run in stages.items():
-        declared = stage_params({"model": {"name": model}, "eval": base}, stage)["eval"]
+        declared = stage_params({"model": resolve("shapes", model, REPO / "params")["model"], "eval": base}, stage)["eval"]
         reference = _outputs(run, base, tmp_path / stage)
         for key in sorted(set(base) - set(declared)):
             assert _outputs(run, dict(base, **{key: OTHER[key]}), tmp_path / stage) == reference, (stage, key)
@@ -192,8 +193,9 @@ def _imported_files(*modules: str) -> set[str]:
 
 
 def _without_code(relative: str) -> bool:
-    """Files no stage lists: the path patterns, the package's version, docstring-only package files."""
-    if relative in ("paths.py", "__init__.py"):
+    """Files no stage lists: the path patterns and stage declarations, the package's version,
+    docstring-only package files."""
+    if relative in ("paths.py", "pipeline.py", "__init__.py"):
         return True
     body = ast.parse((paths.PACKAGE_DIR / relative).read_text()).body
     return relative.endswith("__init__.py") and all(isinstance(node, ast.Expr) for node in body)
@@ -209,7 +211,7 @@ def _without_code(relative: str) -> bool:
 ])
 def test_stage_code_is_what_the_stage_imports(stage, modules):
     imported = _imported_files(*modules)
-    listed = set(paths.stage_code(stage, paths.PACKAGE_DIR))
+    listed = set(stage_code(stage, paths.PACKAGE_DIR))
     assert listed <= imported, f"{stage} lists code it never imports: {sorted(listed - imported)}"
     missing = {f for f in imported - listed if not _without_code(f)}
     assert not missing, f"{stage} imports code it does not list: {sorted(missing)}"

@@ -114,9 +114,10 @@ def test_dvc_repro_runs_the_same_stages_and_reruns_only_stale_ones(tmp_path):
     out = _run([sys.executable, "-m", "dvc", "repro"], project)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     models = ("savi", "steve", "slotdiffusion")
-    per_model = ("eval_seg", "eval_recon", "eval_comp_gen", "fvd_recon", "fvd_comp")
+    per_model = ("eval_seg", "eval_recon", "eval_comp_gen")
     assert ran == ({f"{stage}_shapes_{m}_seed0" for stage in per_model for m in models}
-                   | {f"table_shapes_{m}" for m in models} | {"table_shapes", "report_shapes"})
+                   | {f"fvd_shapes_{m}_seed0_{kind}" for m in models for kind in ("recon", "comp")}
+                   | {f"table_model_shapes_{m}" for m in models} | {"table_dataset_shapes", "report_shapes"})
     assert "Data and pipelines are up to date" in _run([sys.executable, "-m", "dvc", "repro"], project)
 
 

@@ -8,6 +8,8 @@ with :func:`command_prefix`: the plain ``slotbench`` command, or ``torchrun`` wh
 
 from __future__ import annotations
 
+from .pipeline import STAGES
+
 #: Prepended to every Snakemake rule's shell command (Snakemake's own ``set -euo pipefail`` kept):
 #: ``log_to FILE`` copies the job's output to its log, as ``tee`` does, but ignores SIGTERM. SLURM
 #: signals every process of a job before pre-emption; a ``tee`` that died first would break the
@@ -15,20 +17,17 @@ from __future__ import annotations
 #: braces: Snakemake formats the prefix.)
 SHELL_PREFIX = "set -euo pipefail; log_to() ( trap '' TERM; exec tee \"$1\" ); "
 
-#: The ``resources`` entry of each stage (the evaluation stages and the report share ``eval``).
-RESOURCE_KEY = {"export": "export", "tokenizer": "tokenizer", "train": "train", "eval_seg": "eval",
-                "eval_recon": "eval", "eval_comp_gen": "eval", "fvd": "fvd", "report": "eval"}
-
 
 def snakemake_resources(resources: dict, stage: str) -> dict[str, int]:
     """Snakemake's standard resource names for one job of ``stage``.
 
     Args:
         resources: the validated ``resources`` section of ``params/defaults.yaml``.
+        stage: a stage with a ``resources`` entry (``pipeline.STAGES``).
     Returns:
         ``gpu`` (GPUs of the job), ``cpus_per_task``, ``mem_mb`` and ``runtime`` (minutes).
     """
-    job = resources[RESOURCE_KEY[stage]]
+    job = resources[STAGES[stage].resources]
     if "processes" in job:
         n = job["processes"]
         gpus, cpus = n * job["gpus_per_process"], n * job["cpus_per_process"]
@@ -45,7 +44,7 @@ def command_prefix(resources: dict, stage: str, python: str | None = None) -> st
         python: the interpreter to run (Snakemake's ``{PYTHON} -m ...``); ``None`` for the console
             scripts of the active environment (``dvc.yaml``).
     """
-    processes = resources[RESOURCE_KEY[stage]].get("processes", 1)
+    processes = resources.get(STAGES[stage].resources, {}).get("processes", 1)
     if processes == 1:
         return f"{python} -m slotbench" if python else "slotbench"
     torchrun = f"{python} -m torch.distributed.run" if python else "torchrun"

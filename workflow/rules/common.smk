@@ -1,4 +1,5 @@
-# Shared Python of the rules: parameters, wildcard constraints and input functions.
+# Shared Python of the rules: everything a rule says about its stage comes from the stage's one
+# declaration (src/slotbench/pipeline.py): inputs, outputs, params, resources, log and command.
 # Parameters are read with slotbench's own loader, so a bad params file stops here with the
 # same clear error the command line gives, before any job runs.
 
@@ -7,17 +8,16 @@ import sys
 from pathlib import Path
 
 from slotbench import paths
-from slotbench.config import load_grid, load_resources, resolve, resolve_dataset, resolve_tokenizer, stage_params
+from slotbench.config import RunConfigs, load_resources
 from slotbench.jobs import SHELL_PREFIX, command_prefix, snakemake_resources
+from slotbench.pipeline import STAGES, stage_code
 
 shell.prefix(SHELL_PREFIX)  # defines log_to: tee that outlives SLURM's SIGTERM to the job
 PARAMS_DIR = paths.PARAMS_DIR
-GRID = load_grid(PARAMS_DIR)
+CONFIGS = RunConfigs(PARAMS_DIR)
+GRID = CONFIGS.grid
 RESOURCES = load_resources(PARAMS_DIR)
 PYTHON = sys.executable  # the interpreter running Snakemake (the project's virtual environment)
-# `slotbench`, or torchrun (DDP) when resources.{tokenizer,train}.processes > 1
-TOKENIZER_CMD = command_prefix(RESOURCES, "tokenizer", PYTHON)
-TRAIN_CMD = command_prefix(RESOURCES, "train", PYTHON)
 
 
 def _names(kind):
@@ -36,59 +36,51 @@ def all_targets():
     return [p.format(dataset=d) for d in GRID["datasets"] for p in (paths.DATASET_TABLE, paths.REPORT)]
 
 
-def _canonical(obj):
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+def _run(stage, wildcards):
+    return {w: getattr(wildcards, w) for w in STAGES[stage].wildcards}
 
 
-def export_params(wildcards):
-    """The dataset section: a change re-runs the export and everything after it."""
-    return _canonical(resolve_dataset(wildcards.dataset, PARAMS_DIR))
+def stage_inputs(stage):
+    """The input function of ``stage``'s rule (use with ``unpack``): its declared inputs, by name, plus
+    its source files (Snakemake does not track imported code by itself)."""
 
+    def inputs(wildcards):
+        named = {}
+        for item in STAGES[stage].inputs(_run(stage, wildcards), CONFIGS):
+            named.setdefault(item.name, []).append(item.path)
+        return {**named, "code": stage_code(stage)}
 
-def tokenizer_params(wildcards):
-    cfg = resolve_tokenizer(wildcards.dataset, wildcards.tokenizer, PARAMS_DIR)
-    return _canonical(stage_params(cfg, "tokenizer"))
-
-
-def tokenizer_inputs(wildcards):
-    """The data, or the original checkpoint that `init: {from: original}` imports instead of training."""
-    init = resolve_tokenizer(wildcards.dataset, wildcards.tokenizer, PARAMS_DIR)["tokenizer"]["init"]
-    return {"init": init["path"]} if init else {"export": paths.EXPORT_RECEIPT.format(dataset=wildcards.dataset)}
-
-
-def train_inputs(wildcards):
-    """The data, plus the trained tokenizer for STEVE and SlotDiffusion; or only the original
-    checkpoint (tokenizer included) that `init: {from: original}` imports instead of training."""
-    model = resolve(wildcards.dataset, wildcards.model, PARAMS_DIR)["model"]
-    if model["init"]:
-        return {"init": model["init"]["path"]}
-    inputs = {"export": paths.EXPORT_RECEIPT.format(dataset=wildcards.dataset)}
-    tokenizer = model.get("tokenizer")
-    if tokenizer:
-        inputs["tokenizer"] = paths.TOKENIZER_CHECKPOINT.format(dataset=wildcards.dataset, tokenizer=tokenizer)
     return inputs
 
 
-def pair_params(stage):
-    """The params function of a (dataset, model) rule: what ``stage`` reads of the pair's config."""
+def stage_outputs(stage):
+    """``stage``'s outputs that Snakemake tracks, by name (grid-wide ones expanded)."""
+    declared = STAGES[stage].outputs
+    return {o.name: expand(o.pattern, **{k[:-1]: GRID[k] for k in o.over}, allow_missing=True)
+            if o.over else o.pattern for o in declared if o.snakemake}
+
+
+def stage_params(stage):
+    """The params function of ``stage``'s rule: what a job reads of the parameters (a change re-runs it)."""
 
     def params(wildcards):
-        return _canonical(stage_params(resolve(wildcards.dataset, wildcards.model, PARAMS_DIR), stage))
+        return json.dumps(CONFIGS.stage_params(stage, _run(stage, wildcards)), sort_keys=True, separators=(",", ":"))
 
     return params
 
 
-def fvd_record(wildcards):
-    """The evaluation record whose videos the FVD compares with the ground truth."""
-    pattern = paths.RECON_METRICS if wildcards.kind == "recon" else paths.COMP_GEN_RECORD
-    return pattern.format(dataset=wildcards.dataset, model=wildcards.model, seed=wildcards.seed)
-
-
-def job_resources(stage):
+def stage_resources(stage):
     """GPUs, CPUs, memory and runtime of one job of ``stage`` (params ``resources``; sent to SLURM)."""
-    return snakemake_resources(RESOURCES, stage)
+    return snakemake_resources(RESOURCES, stage) if STAGES[stage].resources else {}
 
 
-def code(stage):
-    """The stage's source files: Snakemake does not track imported code by itself."""
-    return paths.stage_code(stage)
+def stage_log(stage):
+    return STAGES[stage].log()
+
+
+def stage_shell(stage):
+    """The job's command: ``slotbench <command> --<wildcard> {wildcards.<wildcard>} ...`` (torchrun for a
+    training stage whose resources ask for several processes), its output copied to the log."""
+    declared = STAGES[stage]
+    flags = " ".join(f"--{w} {{wildcards.{w}}}" for w in declared.wildcards)
+    return f"{command_prefix(RESOURCES, stage, PYTHON)} {declared.command} {flags} 2>&1 | log_to {{log}}"

@@ -1,71 +1,59 @@
+# Every rule is its stage's declaration (src/slotbench/pipeline.py), read through common.smk.
 rule eval_seg:
     input:
-        checkpoint=paths.CHECKPOINT,
-        export=paths.EXPORT_RECEIPT,
-        code=code("eval_seg"),
+        unpack(stage_inputs("eval_seg")),
     output:
-        seg=paths.SEG_METRICS,
+        **stage_outputs("eval_seg"),
     params:
-        config=pair_params("eval_seg"),
+        config=stage_params("eval_seg"),
     resources:
-        **job_resources("eval_seg"),
+        **stage_resources("eval_seg"),
     log:
-        paths.ROOT + "logs/eval_seg/{dataset}_{model}_seed{seed}.log",
+        stage_log("eval_seg"),
     shell:
-        "{PYTHON} -m slotbench eval-seg --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} 2>&1 | log_to {log}"
+        stage_shell("eval_seg")
 
 
 rule eval_recon:
     input:
-        checkpoint=paths.CHECKPOINT,
-        export=paths.EXPORT_RECEIPT,
-        code=code("eval_recon"),
+        unpack(stage_inputs("eval_recon")),
     output:
-        record=paths.RECON_METRICS,
+        **stage_outputs("eval_recon"),
     params:
-        config=pair_params("eval_recon"),
+        config=stage_params("eval_recon"),
     resources:
-        **job_resources("eval_recon"),
+        **stage_resources("eval_recon"),
     log:
-        paths.ROOT + "logs/eval_recon/{dataset}_{model}_seed{seed}.log",
+        stage_log("eval_recon"),
     shell:
-        "{PYTHON} -m slotbench eval-recon --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} 2>&1 | log_to {log}"
+        stage_shell("eval_recon")
 
 
 rule eval_comp_gen:
     input:
-        checkpoint=paths.CHECKPOINT,
-        export=paths.EXPORT_RECEIPT,
-        gt_frames=paths.RECON_METRICS,  # eval_recon writes the ground-truth frames first
-        code=code("eval_comp_gen"),
+        unpack(stage_inputs("eval_comp_gen")),
     output:
-        record=paths.COMP_GEN_RECORD,
+        **stage_outputs("eval_comp_gen"),
     params:
-        config=pair_params("eval_comp_gen"),
+        config=stage_params("eval_comp_gen"),
     resources:
-        **job_resources("eval_comp_gen"),
+        **stage_resources("eval_comp_gen"),
     log:
-        paths.ROOT + "logs/eval_comp_gen/{dataset}_{model}_seed{seed}.log",
+        stage_log("eval_comp_gen"),
     shell:
-        "{PYTHON} -m slotbench eval-comp-gen --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} 2>&1 | log_to {log}"
+        stage_shell("eval_comp_gen")
 
 
 rule fvd:
     input:
-        record=fvd_record,
-        gt_frames=paths.RECON_METRICS,
-        code=code("fvd"),
+        unpack(stage_inputs("fvd")),
     output:
-        fvd=paths.FVD_METRICS,
+        **stage_outputs("fvd"),
     params:
-        config=pair_params("fvd"),
+        config=stage_params("fvd"),
     resources:
-        **job_resources("fvd"),
+        **stage_resources("fvd"),
     log:
-        paths.ROOT + "logs/fvd/{dataset}_{model}_seed{seed}_{kind}.log",
+        stage_log("fvd"),
     shell:
-        "{PYTHON} -m slotbench fvd --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} --kind {wildcards.kind} 2>&1 | log_to {log}"
+        stage_shell("fvd")

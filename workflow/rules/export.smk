@@ -1,18 +1,15 @@
-# Output: the receipt that the export command writes once data/{dataset}/ is published (a copy of
-# its meta.json), not data/{dataset}/ itself. Snakemake deletes a job's output before the job and
-# after a failure; the export command replaces data/{dataset}/ only once the new export is complete
-# (slotbench.data.publish), so a failed re-export leaves the previous one in place, and a missing
-# receipt re-runs the export.
+# Every rule is its stage's declaration (src/slotbench/pipeline.py), read through common.smk.
+# The export's output is the receipt it writes once data/{dataset}/ is published (pipeline.py says why).
 rule export:
     input:
-        code=code("export"),
+        unpack(stage_inputs("export")),
     output:
-        receipt=paths.EXPORT_RECEIPT,
+        **stage_outputs("export"),
     params:
-        dataset=export_params,
+        config=stage_params("export"),
     resources:
-        **job_resources("export"),
+        **stage_resources("export"),
     log:
-        paths.ROOT + "logs/export/{dataset}.log",
+        stage_log("export"),
     shell:
-        "{PYTHON} -m slotbench export --dataset {wildcards.dataset} 2>&1 | log_to {log}"
+        stage_shell("export")

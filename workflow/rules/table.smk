@@ -1,3 +1,4 @@
+# Every rule is its stage's declaration (src/slotbench/pipeline.py), read through common.smk.
 localrules:
     table_model,
     table_dataset,
@@ -5,29 +6,29 @@ localrules:
 
 rule table_model:
     input:
-        seg=expand(paths.SEG_METRICS, seed=GRID["seeds"], allow_missing=True),
-        recon=expand(paths.RECON_METRICS, seed=GRID["seeds"], allow_missing=True),
-        fvd=expand(paths.FVD_METRICS, seed=GRID["seeds"], kind=["recon", "comp"], allow_missing=True),
-        code=code("table"),
+        unpack(stage_inputs("table_model")),
     output:
-        table=paths.MODEL_TABLE,
+        **stage_outputs("table_model"),
     params:
-        seeds=GRID["seeds"],
+        config=stage_params("table_model"),
+    resources:
+        **stage_resources("table_model"),
     log:
-        paths.ROOT + "logs/table/{dataset}_{model}.log",
+        stage_log("table_model"),
     shell:
-        "{PYTHON} -m slotbench table --dataset {wildcards.dataset} --model {wildcards.model} 2>&1 | log_to {log}"
+        stage_shell("table_model")
 
 
 rule table_dataset:
     input:
-        tables=expand(paths.MODEL_TABLE, model=GRID["models"], allow_missing=True),
-        code=code("table"),
+        unpack(stage_inputs("table_dataset")),
     output:
-        table=paths.DATASET_TABLE,
+        **stage_outputs("table_dataset"),
     params:
-        models=GRID["models"],
+        config=stage_params("table_dataset"),
+    resources:
+        **stage_resources("table_dataset"),
     log:
-        paths.ROOT + "logs/table/{dataset}.log",
+        stage_log("table_dataset"),
     shell:
-        "{PYTHON} -m slotbench table --dataset {wildcards.dataset} 2>&1 | log_to {log}"
+        stage_shell("table_dataset")

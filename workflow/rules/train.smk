@@ -1,36 +1,31 @@
+# Every rule is its stage's declaration (src/slotbench/pipeline.py), read through common.smk.
 rule tokenizer:
     input:
-        unpack(tokenizer_inputs),
-        code=code("tokenizer"),
+        unpack(stage_inputs("tokenizer")),
     output:
-        checkpoint=paths.TOKENIZER_CHECKPOINT,
-        summary=paths.TOKENIZER_SUMMARY,
+        **stage_outputs("tokenizer"),
     params:
-        config=tokenizer_params,
+        config=stage_params("tokenizer"),
     threads: workflow.cores
     resources:
-        **job_resources("tokenizer"),
+        **stage_resources("tokenizer"),
     log:
-        paths.ROOT + "logs/tokenizer/{dataset}_{tokenizer}.log",
+        stage_log("tokenizer"),
     shell:
-        "{TOKENIZER_CMD} tokenizer --dataset {wildcards.dataset} --tokenizer {wildcards.tokenizer}"
-        " 2>&1 | log_to {log}"
+        stage_shell("tokenizer")
 
 
 rule train:
     input:
-        unpack(train_inputs),
-        code=code("train"),
+        unpack(stage_inputs("train")),
     output:
-        checkpoint=paths.CHECKPOINT,
-        summary=paths.TRAIN_SUMMARY,
+        **stage_outputs("train"),
     params:
-        config=pair_params("train"),
+        config=stage_params("train"),
     threads: workflow.cores
     resources:
-        **job_resources("train"),
+        **stage_resources("train"),
     log:
-        paths.ROOT + "logs/train/{dataset}_{model}_seed{seed}.log",
+        stage_log("train"),
     shell:
-        "{TRAIN_CMD} train --dataset {wildcards.dataset} --model {wildcards.model}"
-        " --seed {wildcards.seed} 2>&1 | log_to {log}"
+        stage_shell("train")

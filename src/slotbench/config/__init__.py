@@ -1,7 +1,7 @@
 """Parameters: schema, layered loading and validation."""
 
 from .loader import (
-    STAGE_SECTIONS,
+    RunConfigs,
     fingerprint,
     frame_size,
     load_grid,
@@ -18,8 +18,8 @@ from .loader import (
 from .schema import ParamsError
 
 __all__ = [
-    "STAGE_SECTIONS",
     "ParamsError",
+    "RunConfigs",
     "fingerprint",
     "frame_size",
     "load_grid",

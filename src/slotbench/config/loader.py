@@ -35,20 +35,9 @@ from typing import Any
 import yaml
 
 from ..paths import PROFILE_ENV
+from ..pipeline import STAGES
 from . import definitions as defs
 from .schema import ParamsError, Variant, validate
-
-#: Which sections of the merged configuration each stage reads (:func:`stage_keys` narrows ``train``
-#: and ``eval`` to the keys that matter).
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "export": ("dataset",),
-    "tokenizer": ("dataset", "tokenizer", "train"),
-    "train": ("dataset", "model", "train"),
-    "eval_seg": ("eval",),
-    "eval_recon": ("eval",),
-    "eval_comp_gen": ("eval",),
-    "fvd": ("fvd",),
-}
 
 
 @dataclass(frozen=True)
@@ -290,32 +279,19 @@ def _resolve_pair(layers: list[Layer], schema: dict, section: str, name: str, wh
 #: ``val_clips`` (train.json's validation metrics).
 _NO_EFFECT = {"train": ("checkpoint_every", "num_workers", "val_every")}
 
-#: The ``eval`` keys each evaluation stage reads (``evaluation/segmentation.py``, ``reconstruction.py``):
-#: those of every model (``seed`` and ``save_videos`` are written into every record; ``vis_videos``
-#: says how many MP4s go to ``<run>/vis/``), then those of SlotDiffusion's sampling decoder alone
-#: (SAVi and STEVE decode deterministically and ignore them).
-_EVAL_KEYS = {
-    "eval_seg": (("split", "num_videos", "batch_size", "chunk_len"), ()),
-    "eval_recon": (("split", "num_videos", "chunk_len", "recon_batch_size", "seed", "save_videos", "lpips",
-                    "vis_videos"), ("sampler", "sampler_steps")),
-    "eval_comp_gen": (("split", "num_videos", "chunk_len", "comp_batch_size", "seed", "save_videos", "vis_videos"),
-                      ("sampler", "sampler_steps")),
-}
-
-
 def stage_keys(config: dict, stage: str) -> tuple[str, ...]:
-    """What ``stage`` reads of ``config``: whole sections (``"dataset"``) or single keys (``"eval.split"``)."""
+    """What ``stage`` reads of ``config``, as its declaration says (``pipeline.STAGES[stage].sections``):
+    whole sections (``"dataset"``) or single keys (``"eval.split"``). A whole ``train`` section without
+    the keys of :data:`_NO_EFFECT`; the stage's ``sampling`` keys only for a model whose decoder samples
+    (one with a ``decoder.diffusion`` section)."""
+    declared = STAGES[stage]
+    samples = "diffusion" in (config.get("model", {}).get("decoder") or {})
     keys: list[str] = []
-    for section in STAGE_SECTIONS[stage]:
-        if section == "eval":
-            every_model, sampling = _EVAL_KEYS[stage]
-            names = every_model + (sampling if config["model"]["name"] == "slotdiffusion" else ())
-        elif section in _NO_EFFECT:
-            names = tuple(k for k in config[section] if k not in _NO_EFFECT[section])
+    for entry in declared.sections + (declared.sampling if samples else ()):
+        if entry in _NO_EFFECT:
+            keys += [f"{entry}.{name}" for name in config[entry] if name not in _NO_EFFECT[entry]]
         else:
-            keys.append(section)
-            continue
-        keys += [f"{section}.{name}" for name in names]
+            keys.append(entry)
     return tuple(keys)
 
 
@@ -465,3 +441,60 @@ def _check_shapes(cfg: dict, section: str, where: str) -> None:
         if res not in reachable:
             raise ParamsError(f"{where}: model.decoder.broadcast_resolution: {size} with {layers} decoder layers "
                               f"reaches {sorted(reachable)}, not {size_key} {res}")
+
+
+class RunConfigs:
+    """The parameters of the pipeline's jobs, each resolved once (``pipeline.Configs``).
+
+    Args:
+        params_dir: the parameter folder.
+        overrides: ``--set`` values (:func:`parse_overrides`), applied to every resolution.
+    """
+
+    def __init__(self, params_dir: str | Path = "params", overrides: dict[str, Any] | None = None):
+        self.params_dir = Path(params_dir)
+        self.overrides = overrides or {}
+        self._cache: dict[tuple, dict] = {}
+
+    @property
+    def grid(self) -> dict:
+        if ("grid",) not in self._cache:
+            self._cache["grid",] = load_grid(self.params_dir)
+        return self._cache["grid",]
+
+    def _pair(self, kind: str, dataset: str, name: str) -> dict:
+        if (kind, dataset, name) not in self._cache:
+            fn = resolve if kind == "model" else resolve_tokenizer
+            self._cache[kind, dataset, name] = fn(dataset, name, self.params_dir, self.overrides)
+        return self._cache[kind, dataset, name]
+
+    def model(self, dataset: str, model: str) -> dict:
+        return self._pair("model", dataset, model)["model"]
+
+    def tokenizer(self, dataset: str, tokenizer: str) -> dict:
+        return self._pair("tokenizer", dataset, tokenizer)["tokenizer"]
+
+    def of_run(self, run: dict) -> dict:
+        """The configuration a job of ``run`` reads: the (dataset, model) or (dataset, tokenizer)
+        pair's, else ``{"dataset": ...}`` alone."""
+        if "model" in run:
+            return self._pair("model", run["dataset"], run["model"])
+        if "tokenizer" in run:
+            return self._pair("tokenizer", run["dataset"], run["tokenizer"])
+        return {"dataset": resolve_dataset(run["dataset"], self.params_dir, self.overrides)}
+
+    def layers(self, run: dict) -> list[Layer]:
+        """The params layers :meth:`of_run` merges (without the overrides)."""
+        if "model" in run:
+            return pair_layers(run["dataset"], run["model"], self.params_dir)
+        if "tokenizer" in run:
+            return tokenizer_layers(run["dataset"], run["tokenizer"], self.params_dir)
+        return dataset_layers(run["dataset"], self.params_dir)[1]
+
+    def stage_params(self, stage: str, run: dict) -> dict:
+        """What a job of ``stage`` reads of the parameters (:func:`stage_params`), or for a stage that
+        collects over the grid, the grid lists it collects over."""
+        declared = STAGES[stage]
+        if declared.sections:
+            return stage_params(self.of_run(run), stage)
+        return {key: self.grid[key] for key in declared.grid}

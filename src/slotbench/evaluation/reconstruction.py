@@ -57,17 +57,18 @@ from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..metrics.fvd import to_uint8_frames, write_video_folder
 from ..metrics.reconstruction import recon_metrics
 from ..models import SlotModel
+from ..pipeline import STAGES
 from ..weights import MissingWeightsError
 from . import videos
 from .tracking import log_evaluation, training_run
 
 __all__ = ["run_eval_recon", "run_eval_comp_gen", "compose_slots", "decode_slots", "decoder_settings",
-           "EVAL_KEYS", "GT_DIR", "RECON_DIR", "COMP_DIR"]
+           "GT_DIR", "RECON_DIR", "COMP_DIR"]
 
 GT_DIR, RECON_DIR, COMP_DIR = "gt_vids", "recon_vids", "comp_vids"
-#: The eval-config keys these stages read (besides ``split``, ``num_videos``, ``chunk_len``).
-EVAL_KEYS = ("recon_batch_size", "comp_batch_size", "sampler", "sampler_steps", "seed", "save_videos", "lpips",
-             "vis_videos")
+#: The eval-config keys these stages read, as their declarations say (pipeline.STAGES).
+_EVAL_KEYS = sorted({key.removeprefix("eval.") for stage in ("eval_recon", "eval_comp_gen")
+                     for key in STAGES[stage].sections + STAGES[stage].sampling})
 METRICS = ("mse", "psnr", "ssim", "lpips")
 NAMES = {"mse": "MSE", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
 
@@ -78,7 +79,7 @@ def _key(eval_cfg: dict, key: str):
         return eval_cfg[key]
     except KeyError:
         raise KeyError(f"eval.{key} is missing from the configuration (expected keys: "
-                       f"{', '.join(('split', 'num_videos', 'chunk_len') + EVAL_KEYS)})") from None
+                       f"{', '.join(_EVAL_KEYS)})") from None
 
 
 def compose_slots(slots: Tensor) -> Tensor:
@@ -218,8 +219,7 @@ def run_eval_recon(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Pat
     of the first ``eval.vis_videos`` videos.
 
     Args:
-        eval_cfg: the ``eval`` section (keys: ``split``, ``num_videos``, ``chunk_len`` and
-            :data:`EVAL_KEYS`).
+        eval_cfg: the ``eval`` section (the keys the ``eval_recon`` stage declares, ``pipeline.STAGES``).
         lpips: ``"auto"`` loads :class:`~slotbench.metrics.lpips.LPIPS` (downloading missing
             weights unless ``$SLOTBENCH_OFFLINE``; null with the reason when they stay missing);
             a module is used as is; ``None`` skips LPIPS (null with a reason).

@@ -22,7 +22,7 @@ from ..data.dataset import ClipDataset, StepBatchSampler, check_current, to_mode
 from ..evaluation.segmentation import evaluate_segmentation
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..models.frame_tokenizer import exported_weights
-from ..paths import code_digest
+from ..pipeline import code_digest
 from ..runtime import autocast, select_device
 from ..tracking import Tracker, redact_config
 from . import distributed, fast_path
