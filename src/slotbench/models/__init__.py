@@ -27,7 +27,8 @@ from .trunk import SlotTrunk
 from .vqvae import VQVAE
 
 __all__ = ["build_model", "build_tokenizer", "SAVi", "STEVE", "SlotDiffusion", "DVAE", "VQVAE", "SlotTrunk",
-           "SlotModel", "FrameTokenizer", "with_later_model_keys", "MODEL_NAMES", "TOKENIZER_NAMES", "MODEL_TOKENIZER"]
+           "SlotModel", "FrameTokenizer", "with_later_model_keys", "MODELS", "MODEL_NAMES", "TOKENIZER_NAMES",
+           "MODEL_TOKENIZER"]
 
 
 
@@ -54,10 +55,18 @@ class SlotModel(Protocol):
     def decoder_record(self, sampler: str, steps: int | None) -> dict: ...
 
 
-MODEL_NAMES = ("savi", "steve", "slotdiffusion")
+#: Every slot model: its params name -> its class and the tokenizer it is trained on (``None``: trained
+#: on pixels alone). A class takes ``(model_cfg, resolution)``, plus the frozen tokenizer when it has one.
+#: Adding a model is one line here (docs/extending.md).
+MODELS: dict[str, tuple[type[nn.Module], str | None]] = {
+    "savi": (SAVi, None),
+    "steve": (STEVE, "dvae"),
+    "slotdiffusion": (SlotDiffusion, "vqvae"),
+}
+MODEL_NAMES = tuple(MODELS)
 TOKENIZER_NAMES = ("dvae", "vqvae")
 #: The tokenizer each two-step model is trained on.
-MODEL_TOKENIZER = {"steve": "dvae", "slotdiffusion": "vqvae"}
+MODEL_TOKENIZER = {name: tokenizer for name, (_, tokenizer) in MODELS.items() if tokenizer}
 
 
 def build_tokenizer(cfg: dict, perceptual: nn.Module | None = None) -> nn.Module:
@@ -81,13 +90,14 @@ def build_model(model_cfg: dict, resolution: int, tokenizer: nn.Module | None = 
         tokenizer: the trained, frozen tokenizer (required by ``steve`` and ``slotdiffusion``).
     """
     name = model_cfg.get("name")
-    if name == "savi":
-        return SAVi(model_cfg, resolution)
-    if name in MODEL_TOKENIZER:
-        if tokenizer is None:
-            raise ValueError(f"{name} needs a trained {MODEL_TOKENIZER[name]} tokenizer (the `tokenizer` stage)")
-        return (STEVE if name == "steve" else SlotDiffusion)(model_cfg, resolution, tokenizer)
-    raise ValueError(f"unknown model name {name!r}; available: {', '.join(MODEL_NAMES)}")
+    if name not in MODELS:
+        raise ValueError(f"unknown model name {name!r}; available: {', '.join(MODEL_NAMES)}")
+    cls, needs = MODELS[name]
+    if not needs:
+        return cls(model_cfg, resolution)
+    if tokenizer is None:
+        raise ValueError(f"{name} needs a trained {needs} tokenizer (the `tokenizer` stage)")
+    return cls(model_cfg, resolution, tokenizer)
 
 
 def with_later_model_keys(model_cfg: dict) -> dict:
