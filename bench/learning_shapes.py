@@ -2,13 +2,13 @@
 the embedded ``shapes`` data for many steps, next to segmentation baselines that learn nothing.
 
 Each model runs the real stages (``slotbench export / tokenizer / train / eval-seg / eval-recon``)
-in its own scratch project ``bench/scratch/learning_shapes/<model>/`` whose params are a copy of
-``params/`` with the run lengths of this benchmark (``--steps``, ``--tokenizer-steps``,
-``--val-every``; ``--threads`` sets ``runtime.threads``) and MLflow tracking into the scratch
-project, so that the validation curves can be read back. Everything is resumable: a stage whose
-output exists is skipped, and an interrupted training continues from its last checkpoint
-(``train.checkpoint_every``), so re-running the same command after a kill, a reboot or the end of
-a sitting goes on where it stopped. Changing a run length of a started model is refused
+in its own scratch project ``bench/scratch/learning_shapes/<model>/``, reading the repository's
+``params/`` with the run lengths of this benchmark set on the command line (``slotbench <stage> --set``:
+``--steps``, ``--tokenizer-steps``, ``--val-every``; ``--threads`` sets ``runtime.threads``) and
+MLflow tracking into the scratch project, so that the validation curves can be read back.
+Everything is resumable: a stage whose output exists is skipped, and an interrupted training continues
+from its last checkpoint (``train.checkpoint_every``), so re-running the same command after a kill, a
+reboot or the end of a sitting goes on where it stopped. Changing a run length of a started model is refused
 (``--fresh`` starts that model again).
 
 Per model it records test FG-ARI / mIoU / mBO (x100) by the model's own protocol (SAVi: the
@@ -52,10 +52,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from machine import cpu_model
 
 from slotbench import checkpoint
+from slotbench.config import parse_overrides, resolve, resolve_tokenizer
 from slotbench.data.dataset import VideoDataset
 from slotbench.evaluation.baselines import colour_kmeans, score_baselines
 from slotbench.io import atomic_path
@@ -66,6 +66,7 @@ from slotbench.visualize import colour_ids, make_grid, match_to_gt, save_png
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SCRATCH = ROOT / "bench" / "scratch" / "learning_shapes"
+PARAMS = ROOT / "params"
 DATASET = "shapes"
 MODELS = ("savi", "steve", "slotdiffusion")
 TOKENIZER = {"savi": None, "steve": "dvae", "slotdiffusion": "vqvae"}
@@ -82,14 +83,8 @@ TARGET_FG_ARI = 80.0
 # --------------------------------------------------------------------------- scratch projects
 
 
-def _edit_yaml(path: Path, edit) -> None:
-    data = yaml.safe_load(path.read_text())
-    edit(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
 def run_lengths(args, model: str) -> dict:
-    """The settings this benchmark changes in the copied params (what a resume must keep)."""
+    """The settings this benchmark changes (what a resume must keep)."""
     lengths = {"train.max_steps": args.steps, "train.val_every": args.val_every,
                "runtime.threads": args.threads}
     if TOKENIZER[model]:
@@ -97,9 +92,32 @@ def run_lengths(args, model: str) -> dict:
     return lengths
 
 
+def overrides(project: Path, model: str, lengths: dict) -> dict[str, list[str]]:
+    """The ``--set`` options of each stage of ``model``: the run lengths, and MLflow tracking into the
+    project (the repository's ``params/`` are read as they are, never copied)."""
+    common = [f"runtime.threads={lengths['runtime.threads']}", "tracking.enabled=true",
+              f"tracking.uri=sqlite:///{project / 'results' / 'mlflow.db'}"]
+    profile = resolve(DATASET, model, PARAMS)["train"]
+    steps, val_every = lengths["train.max_steps"], lengths["train.val_every"]
+    sets = {"export": [], "eval": common,
+            "train": common + [f"train.max_steps={steps}", f"train.val_every={val_every}",
+                               f"train.checkpoint_every={min(profile['checkpoint_every'], val_every)}"]}
+    if TOKENIZER[model]:
+        tok_steps = lengths[f"{TOKENIZER[model]}.train.max_steps"]
+        tok = resolve_tokenizer(DATASET, TOKENIZER[model], PARAMS)["train"]
+        sets["tokenizer"] = common + [f"train.max_steps={tok_steps}",
+                                      f"train.val_every={min(tok['val_every'], tok_steps)}",
+                                      f"train.checkpoint_every={min(tok['checkpoint_every'], tok_steps)}"]
+    return sets
+
+
+def _cli(stage_sets: list[str]) -> list[str]:
+    return ["--params-dir", str(PARAMS), *(arg for item in stage_sets for arg in ("--set", item))]
+
+
 def prepare(project: Path, model: str, args) -> dict:
-    """Create (or check) the scratch project of ``model``: a copy of ``params/`` with this
-    benchmark's run lengths; refuses other run lengths than those a started project has."""
+    """Create (or check) the scratch project of ``model`` and return its run lengths; refuses other run
+    lengths than those a started project has."""
     lengths = run_lengths(args, model)
     record = project / "run_lengths.json"
     if record.is_file():
@@ -110,23 +128,6 @@ def prepare(project: Path, model: str, args) -> dict:
         return lengths
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
-    shutil.copytree(ROOT / "params", project / "params")
-    profile = yaml.safe_load((project / "params" / "datasets" / f"{DATASET}.yaml").read_text())["profile"]
-
-    def edit_profile(p):
-        p["train"].update(max_steps=args.steps, val_every=args.val_every,
-                          checkpoint_every=min(p["train"]["checkpoint_every"], args.val_every))
-        if TOKENIZER[model]:
-            t = p["per_tokenizer"][TOKENIZER[model]]["train"]
-            t.update(max_steps=args.tokenizer_steps, val_every=min(t["val_every"], args.tokenizer_steps),
-                     checkpoint_every=min(t["checkpoint_every"], args.tokenizer_steps))
-    _edit_yaml(project / "params" / "profiles" / f"{profile}.yaml", edit_profile)
-
-    def edit_defaults(d):
-        d["grid"].update(datasets=[DATASET], models=[model], seeds=[0])
-        d["runtime"]["threads"] = args.threads
-        d["tracking"].update(enabled=True, uri=f"sqlite:///{project / 'results' / 'mlflow.db'}")
-    _edit_yaml(project / "params" / "defaults.yaml", edit_defaults)
     with atomic_path(record) as tmp:
         Path(tmp).write_text(json.dumps(lengths, indent=2) + "\n")
     return lengths
@@ -165,26 +166,27 @@ def run_model(model: str, args) -> None:
     project = args.scratch / model
     if args.fresh:
         shutil.rmtree(project, ignore_errors=True)
-    prepare(project, model, args)
+    sets = overrides(project, model, prepare(project, model, args))
     run = project / "results" / DATASET / model / "seed0"
     pair = ("--dataset", DATASET, "--model", model, "--seed", "0")
-    run_stage(project, "export", project / "data" / DATASET / "meta.json", "export", "--dataset", DATASET)
+    run_stage(project, "export", project / "data" / DATASET / "meta.json", "export", "--dataset", DATASET,
+              *_cli(sets["export"]))
     if TOKENIZER[model]:
         tok = TOKENIZER[model]
         run_stage(project, "tokenizer", project / "results" / DATASET / tok / "model.pt",
-                  "tokenizer", "--dataset", DATASET, "--tokenizer", tok)
-    run_stage(project, "train", run / "model.pt", "train", *pair)
-    run_stage(project, "eval_seg", run / "seg.json", "eval-seg", *pair)
-    run_stage(project, "eval_recon", run / "recon.json", "eval-recon", *pair)
+                  "tokenizer", "--dataset", DATASET, "--tokenizer", tok, *_cli(sets["tokenizer"]))
+    run_stage(project, "train", run / "model.pt", "train", *pair, *_cli(sets["train"]))
+    run_stage(project, "eval_seg", run / "seg.json", "eval-seg", *pair, *_cli(sets["eval"]))
+    run_stage(project, "eval_recon", run / "recon.json", "eval-recon", *pair, *_cli(sets["eval"]))
 
 
 # --------------------------------------------------------------------------- collecting
 
 
 def _resolved(project: Path, model: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "slotbench", "params", "--dataset", DATASET, "--model", model],
-                         cwd=project, check=True, capture_output=True, text=True).stdout
-    return yaml.safe_load(out)
+    """The parameters ``model``'s stages ran with in ``project``."""
+    lengths = json.loads((project / "run_lengths.json").read_text())
+    return resolve(DATASET, model, PARAMS, parse_overrides(overrides(project, model, lengths)["train"]))
 
 
 def val_slope(val, column: str = "fg_ari", tail: float = 1 / 3) -> float | None:
@@ -317,7 +319,7 @@ def report(scratch: Path, out_root: Path) -> dict:
         collected = collect_model(model, scratch, out)
         if collected is not None:
             records[model], curves[model] = collected
-    first = next((m for m in MODELS if (scratch / m / "params").is_dir()), None)
+    first = next((m for m in MODELS if (scratch / m / "run_lengths.json").is_file()), None)
     if first is None:
         raise SystemExit(f"nothing under {scratch}: run the benchmark first")
     cfg = _resolved(scratch / first, first)

@@ -153,7 +153,8 @@ def test_an_undeclared_eval_key_changes_no_output(model, tmp_path, no_lpips_weig
                                                                      progress=False),
     }
     for stage, run in stages.items():
-        declared = stage_params({"model": resolve("shapes", model, REPO / "params")["model"], "eval": base}, stage)["eval"]
+        model_cfg = resolve("shapes", model, REPO / "params")["model"]
+        declared = stage_params({"model": model_cfg, "eval": base}, stage)["eval"]
         reference = _outputs(run, base, tmp_path / stage)
         for key in sorted(set(base) - set(declared)):
             assert _outputs(run, dict(base, **{key: OTHER[key]}), tmp_path / stage) == reference, (stage, key)
