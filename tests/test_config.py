@@ -119,7 +119,8 @@ def test_reference_steve_and_slotdiffusion(dataset):
     assert unet == {"model_channels": 128, "channel_mult": [1, 2, 3, 4], "num_res_blocks": 2,
                     "attention_resolutions": [8, 4, 2], "num_head_channels": 32, "transformer_depth": 1,
                     "dropout": 0.1}
-    assert diffusion == {"timesteps": 1000, "beta_schedule": "linear", "linear_start": 0.0015, "linear_end": 0.0195}
+    assert diffusion == {"z_scale_factor": 1.0, "timesteps": 1000, "beta_schedule": "linear", "linear_start": 0.0015,
+                         "linear_end": 0.0195}
     assert (sd["train"]["lr"], sd["train"]["decoder_lr"], sd["train"]["min_lr"]) == (1e-4, 2e-4, 0.0)
     slots = 12 if dataset in ("movi_solid", "movi_tex") else 15
     assert steve["model"]["num_slots"] == sd["model"]["num_slots"] == slots

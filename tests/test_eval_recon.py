@@ -280,7 +280,8 @@ SD_CFG = dict(
     decoder=dict(
         unet=dict(model_channels=32, channel_mult=[1, 2], num_res_blocks=1, attention_resolutions=[2],
                   num_head_channels=16, transformer_depth=1, dropout=0.1),
-        diffusion=dict(timesteps=1000, beta_schedule="linear", linear_start=0.0015, linear_end=0.0195),
+        diffusion=dict(z_scale_factor=1.0, timesteps=1000, beta_schedule="linear", linear_start=0.0015,
+                       linear_end=0.0195),
     ),
 )
 VQVAE = dict(name="vqvae", channels=32, channel_mult=[1, 2], num_res_blocks=1, z_channels=3, embed_dim=3,

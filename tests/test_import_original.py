@@ -30,17 +30,17 @@ from slotbench.interop.original import (
     schedule_constants,
 )
 from slotbench.interop.original_keys import target
-from slotbench.models import build_model, build_tokenizer
+from slotbench.models import build_model, build_tokenizer, with_later_model_keys
 
 KEYS = json.loads((Path(__file__).parent / "data" / "original_small_keys.json").read_text())["networks"]
 
 
 def build_slotbench(entry: dict) -> torch.nn.Module:
-    """The slotbench module of a small-config entry."""
+    """The slotbench module of a small-config entry (configs recorded before later model keys existed)."""
     if entry["network"] in ("dvae", "vqvae"):
         return build_tokenizer(entry["slotbench_config"])
     tok = build_tokenizer(entry["tokenizer_config"]) if entry["tokenizer_config"] else None
-    return build_model(entry["slotbench_config"], entry["resolution"], tokenizer=tok)
+    return build_model(with_later_model_keys(entry["slotbench_config"]), entry["resolution"], tokenizer=tok)
 
 
 def fake_original(entry: dict, model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:

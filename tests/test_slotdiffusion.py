@@ -183,6 +183,38 @@ def test_denoise_loss_by_hand_on_the_prequantisation_latent():
             expected.item(), other.item())
 
 
+def test_z_scale_factor_divides_the_denoised_latent_and_is_undone_before_decoding():
+    """``decoder.diffusion.z_scale_factor`` s (the original's ``z_scale_factor``): the U-Net denoises
+    ``encode(frames) / s`` (the loss by hand), every clean-latent prediction is snapped to the codebook
+    divided by s, and the final latent is multiplied by s again before the tokenizer decodes it."""
+    s = 0.25
+    model = _tiny(cfg=_cfg(TINY, **{"decoder.diffusion.z_scale_factor": s}))
+    _randomise_zero_init(model.unet)
+    model.eval()
+    video = _video()
+    with torch.no_grad():
+        out = model(video)
+        torch.manual_seed(5)
+        loss = model.loss(video, out)["loss"]
+        z = model.tokenizer.encode(video.flatten(0, 1)) / s
+        abar = model.schedule.alphas_cumprod
+        torch.manual_seed(5)
+        t = torch.randint(0, 1000, (6,))
+        eps = torch.randn(6, 3, 8, 8)
+        a = abar[t].float().view(6, 1, 1, 1)
+        noisy = a.sqrt() * z + (1 - a).sqrt() * eps
+        expected = (model.unet(noisy, t, out["slots"].flatten(0, 1)) - eps).square().mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
+    # snapping works in the scaled space: the codebook vectors divided by s
+    snapped = model.snap(z)
+    torch.testing.assert_close(snapped * s, model.tokenizer.quantize(z * s)[0])
+    # reconstruction decodes the snapped latent at the tokenizer's own scale
+    slots = torch.randn(1, 2, 3, 16)
+    frames = model.reconstruct(slots, generator=torch.Generator().manual_seed(0))
+    latents = model.sample_latents(slots.flatten(0, 1), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(frames.flatten(0, 1), model.tokenizer.decode(model.snap(latents) * s))
+
+
 def test_frozen_tokenizer_and_gradients():
     model = _tiny()
     _randomise_zero_init(model.unet)

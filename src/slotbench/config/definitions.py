@@ -134,6 +134,7 @@ _UNET = {
 }
 
 _DIFFUSION = {
+    "z_scale_factor": number(1e-6),  # the latent the U-Net denoises is the tokenizer's divided by this
     "timesteps": integer(1),
     "beta_schedule": one_of("linear"),
     "linear_start": number(0.0, 1.0),

@@ -102,10 +102,13 @@ def build_model(model_cfg: dict, resolution: int, tokenizer: nn.Module | None = 
 
 def with_later_model_keys(model_cfg: dict) -> dict:
     """A copy of a ``model.pt``'s model config with the keys added since such files were first
-    written (``encoder_fourier_octaves``; SAVi's ``decoder.fourier_octaves``) set to 0 where absent:
-    the value that rebuilds the model an older file holds. Newer configs come back unchanged."""
+    written (``encoder_fourier_octaves``; SAVi's ``decoder.fourier_octaves``: 0; SlotDiffusion's
+    ``decoder.diffusion.z_scale_factor``: 1.0) where absent: the value that rebuilds the model an older
+    file holds. Newer configs come back unchanged."""
     cfg = copy.deepcopy(model_cfg)
     cfg.setdefault("encoder_fourier_octaves", 0)
     if cfg["name"] == "savi":
         cfg["decoder"].setdefault("fourier_octaves", 0)
+    if cfg["name"] == "slotdiffusion":
+        cfg["decoder"]["diffusion"].setdefault("z_scale_factor", 1.0)
     return cfg

@@ -10,7 +10,9 @@
   ``decode(z_q) -> img`` and ``down_factor`` (``H / h``).
 * **Decoder**: the :class:`~slotbench.models.unet.UNet` predicting the noise of a latent,
   cross-attending to the frame's slots (context dim = slot size); each frame is denoised on its
-  own. Latent scale factor 1.
+  own. The latent it denoises is the tokenizer's divided by ``decoder.diffusion.z_scale_factor``
+  (the original's ``z_scale_factor``, 1.0 in every reference config; latent diffusion's usual
+  choice is the latents' standard deviation, so that the noise does not drown them).
 
 Training (:meth:`SlotDiffusion.loss`): frames ``[B*T, 3, H, W]`` -> ``x0 =
 tokenizer.encode(frames)`` under ``no_grad`` -> :func:`~slotbench.models.diffusion.diffusion_loss`
@@ -25,7 +27,7 @@ Config keys: SAVi's trunk keys (see ``slotbench.models``; ``name: slotdiffusion`
       unet: {model_channels: 128, channel_mult: [1, 2, 3, 4], num_res_blocks: 2,
              attention_resolutions: [8, 4, 2], num_head_channels: 32,
              transformer_depth: 1, dropout: 0.1}
-      diffusion: {timesteps: 1000, beta_schedule: linear,
+      diffusion: {z_scale_factor: 1.0, timesteps: 1000, beta_schedule: linear,
                   linear_start: 0.0015, linear_end: 0.0195}
 
 Reference MOVi-D/E at 128x128: 138,481,347 trainable parameters (trunk 4,238,016 + U-Net
@@ -91,6 +93,7 @@ class SlotDiffusion(nn.Module):
                 f"down_factor) is not divisible by the U-Net down-sampling factor {factor}"
             )
         self.schedule = DiffusionSchedule.from_config(dec["diffusion"])
+        self.z_scale_factor = float(dec["diffusion"]["z_scale_factor"])
 
     def _latent_shape(self) -> tuple[int, int, int]:
         """``(C, h, w)``: ``h = resolution / down_factor``; ``C`` is the tokenizer's
@@ -152,7 +155,7 @@ class SlotDiffusion(nn.Module):
         frames = rearrange(video, "b t c h w -> (b t) c h w")
         context = rearrange(out["slots"], "b t n d -> (b t) n d")
         with torch.no_grad():
-            x0 = self.tokenizer.encode(frames).detach()
+            x0 = self.tokenizer.encode(frames).detach() / self.z_scale_factor
         if x0.dtype in (torch.float16, torch.bfloat16):  # autocast: keep the target in fp32
             x0 = x0.float()
         denoise = diffusion_loss(lambda x, t: self.unet(x, t, context), x0, self.schedule)
@@ -176,8 +179,9 @@ class SlotDiffusion(nn.Module):
         return self.trunk.segment_from_attention(video, chunk_len)
 
     def snap(self, latent: Tensor) -> Tensor:
-        """The nearest codebook vectors of a latent ``[B, C, h, w]`` (``tokenizer.quantize``)."""
-        return self.tokenizer.quantize(latent)[0]
+        """The nearest codebook vectors of a (scaled) latent ``[B, C, h, w]`` (``tokenizer.quantize``),
+        in the same scale."""
+        return self.tokenizer.quantize(latent * self.z_scale_factor)[0] / self.z_scale_factor
 
     @torch.no_grad()
     def sample_latents(
@@ -188,7 +192,7 @@ class SlotDiffusion(nn.Module):
         same_noise: bool = True,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Sample tokenizer latents ``[M, C, h, w]`` for ``M`` frames with slots ``context
+        """Sample (scaled) tokenizer latents ``[M, C, h, w]`` for ``M`` frames with slots ``context
         [M, N, D]``, snapping every clean-latent prediction to the codebook.
 
         The initial noise comes from ``generator`` (CPU by default, so the result does not
@@ -258,5 +262,5 @@ class SlotDiffusion(nn.Module):
         b, t = slots.shape[:2]
         context = rearrange(slots, "b t n d -> (b t) n d")
         latents = self.sample_latents(context, sampler, steps, same_noise, generator)
-        frames = self.tokenizer.decode(self.snap(latents))
+        frames = self.tokenizer.decode(self.snap(latents) * self.z_scale_factor)
         return rearrange(frames, "(b t) c h w -> b t c h w", b=b, t=t)
