@@ -56,9 +56,6 @@ REFERENCE = dict(
         slot_mlp_size=384,
         num_iterations=2,
         slot_eps=1e-6,
-        slot_init="learned",
-        slot_bilevel=False,
-        encoder_fourier_octaves=0,
         encoder=dict(type="resnet18", channels=[64, 128, 256], out_features=192),
         predictor=dict(num_layers=2, num_heads=4, ffn_dim=768, dropout=0.1),
         decoder=dict(num_layers=8, num_heads=4, d_model=192, dropout=0.1),
@@ -74,9 +71,6 @@ SMALL = dict(
         slot_mlp_size=128,
         num_iterations=2,
         slot_eps=1e-6,
-        slot_init="learned",
-        slot_bilevel=False,
-        encoder_fourier_octaves=0,
         encoder=dict(
             type="cnn", channels=[32, 32], kernel_size=5, strides=[2, 1], out_features=64
         ),

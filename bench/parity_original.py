@@ -641,7 +641,6 @@ _TRUNK_ORIG = {"resolution": (16, 16),
                "enc_dict": {"enc_out_channels": 16},
                "pred_dict": {"pred_num_layers": 1, "pred_num_heads": 2, "pred_ffn_dim": 32}}
 _TRUNK_SB = {"num_slots": 3, "slot_size": 16, "slot_mlp_size": 32, "num_iterations": 2, "slot_eps": 1e-6,
-             "slot_init": "learned", "slot_bilevel": False, "encoder_fourier_octaves": 0,
              "encoder": {"type": "resnet18", "channels": [64, 128, 256], "out_features": 16},
              "predictor": {"num_layers": 1, "num_heads": 2, "ffn_dim": 32, "dropout": 0.1}}
 _CNN_ORIG = {"enc_dict": {"enc_channels": (3, 8, 8), "enc_ks": 3, "enc_out_channels": 16, "enc_norm": ""}}
@@ -660,13 +659,12 @@ SMALL = {
     "savi": ("savi", "movi_e", {**_TRUNK_ORIG, "dec_dict": {"dec_channels": (16, 8, 8), "dec_resolution": (4, 4),
                                                              "dec_ks": 3}},
              {"name": "savi", **_TRUNK_SB, "decoder": {"channels": [16, 8, 8], "broadcast_resolution": 4,
-                                                       "kernel_size": 3, "fourier_octaves": 0}}, None),
+                                                       "kernel_size": 3}}, None),
     "savi_cnn": ("savi", "movi_solid", {**_TRUNK_ORIG, **_CNN_ORIG,
                                         "dec_dict": {"dec_channels": (16, 8, 8), "dec_resolution": (4, 4),
                                                      "dec_ks": 3}},
                  {"name": "savi", **_TRUNK_SB, "encoder": _CNN_SB,
-                  "decoder": {"channels": [16, 8, 8], "broadcast_resolution": 4, "kernel_size": 3,
-                              "fourier_octaves": 0}}, None),
+                  "decoder": {"channels": [16, 8, 8], "broadcast_resolution": 4, "kernel_size": 3}}, None),
     "dvae": ("dvae", "movi_e", {"resolution": (16, 16), "vocab_size": 16}, _DVAE_SB, None),
     "steve": ("steve", "movi_e", {**_TRUNK_ORIG, "dvae_dict": {"vocab_size": 16},
                                   "dec_dict": {"dec_num_layers": 1, "dec_num_heads": 2, "dec_d_model": 16}},
@@ -688,8 +686,8 @@ SMALL = {
          "decoder": {"unet": {"model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
                               "attention_resolutions": [2], "num_head_channels": 16, "transformer_depth": 1,
                               "dropout": 0.1},
-                     "diffusion": {"timesteps": 1000, "beta_schedule": "linear", "linear_start": 0.0015,
-                                   "linear_end": 0.0195}}}, _VQ_SB),
+                     "diffusion": {"z_scale_factor": 1.0, "timesteps": 1000, "beta_schedule": "linear",
+                                   "linear_start": 0.0015, "linear_end": 0.0195}}}, _VQ_SB),
 }
 
 

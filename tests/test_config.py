@@ -16,8 +16,7 @@ def test_reference_savi_matches_original_config(dataset):
     assert (m["num_slots"], m["slot_size"], m["slot_mlp_size"], m["num_iterations"]) == (15, 192, 384, 2)
     assert m["encoder"] == {"type": "resnet18", "channels": [64, 128, 256], "out_features": 192}
     assert m["predictor"] == {"num_layers": 2, "num_heads": 4, "ffn_dim": 768, "dropout": 0.1}
-    assert m["decoder"] == {"channels": [192, 64, 64, 64, 64], "broadcast_resolution": 8, "kernel_size": 5,
-                            "fourier_octaves": 0}
+    assert m["decoder"] == {"channels": [192, 64, 64, 64, 64], "broadcast_resolution": 8, "kernel_size": 5}
     assert (t["batch_size"], t["max_epochs"], t["lr"], t["min_lr"]) == (32, 30, 1e-4, 1e-6)
     assert (t["warmup_pct"], t["clip_grad"], t["weight_decay"]) == (0.025, 0.05, 0.0)
     assert (t["n_sample_frames"], t["frame_offset"]) == (3, 1)

@@ -25,14 +25,12 @@ from slotbench.models import STEVE, SlotDiffusion, build_model, build_tokenizer
 RES, T, N_VIDEOS = 32, 4, 5
 SAVI = dict(
     name="savi", num_slots=3, slot_size=16, slot_mlp_size=32, num_iterations=2, slot_eps=1e-6,
-    slot_init="learned", slot_bilevel=False, encoder_fourier_octaves=0,
     encoder=dict(type="cnn", channels=[16, 16], kernel_size=5, strides=[2, 1], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
-    decoder=dict(channels=[16, 16, 16], broadcast_resolution=8, kernel_size=5, fourier_octaves=0),
+    decoder=dict(channels=[16, 16, 16], broadcast_resolution=8, kernel_size=5),
 )
 STEVE_CFG = dict(
     name="steve", num_slots=3, slot_size=16, slot_mlp_size=32, num_iterations=2, slot_eps=1e-6,
-    slot_init="learned", slot_bilevel=False, encoder_fourier_octaves=0,
     encoder=dict(type="cnn", channels=[16, 16], kernel_size=5, strides=[2, 1], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
     decoder=dict(num_layers=2, num_heads=2, d_model=16, dropout=0.1),
@@ -274,7 +272,6 @@ def test_decode_dispatch_for_steve_and_slotdiffusion():
 
 SD_CFG = dict(
     name="slotdiffusion", num_slots=3, slot_size=16, slot_mlp_size=32, num_iterations=2, slot_eps=1e-6,
-    slot_init="learned", slot_bilevel=False, encoder_fourier_octaves=0,
     encoder=dict(type="cnn", channels=[16, 16], kernel_size=5, strides=[2, 1], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
     decoder=dict(

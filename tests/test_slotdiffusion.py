@@ -23,9 +23,6 @@ TINY = dict(
     slot_mlp_size=32,
     num_iterations=2,
     slot_eps=1e-6,
-    slot_init="learned",
-    slot_bilevel=False,
-    encoder_fourier_octaves=0,
     encoder=dict(type="resnet18", channels=[8, 16, 32], out_features=16),
     predictor=dict(num_layers=2, num_heads=4, ffn_dim=32, dropout=0.1),
     decoder=dict(

@@ -110,9 +110,6 @@ _TRUNK = {
     "slot_mlp_size": integer(1),
     "num_iterations": integer(1),
     "slot_eps": number(0.0),
-    "slot_init": one_of("learned", "sampled"),
-    "slot_bilevel": boolean(),
-    "encoder_fourier_octaves": integer(0),
     "init": INIT,
     "encoder": ENCODER,
     "predictor": {
@@ -150,7 +147,6 @@ MODEL = Variant(
                 "channels": list_of(integer(1), min_length=2),
                 "broadcast_resolution": integer(1),
                 "kernel_size": integer(1),
-                "fourier_octaves": integer(0),
             },
         },
         "steve": {

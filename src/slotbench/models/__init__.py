@@ -100,15 +100,31 @@ def build_model(model_cfg: dict, resolution: int, tokenizer: nn.Module | None = 
     return cls(model_cfg, resolution, tokenizer)
 
 
+#: Model keys that earlier versions had and this one no longer builds, with the one value this version
+#: still matches (the reference's): a ``model.pt`` that set another value is refused, not rebuilt wrongly.
+REMOVED_MODEL_KEYS = {"slot_init": "learned", "slot_bilevel": False, "encoder_fourier_octaves": 0,
+                      "decoder.fourier_octaves": 0}
+
+
 def with_later_model_keys(model_cfg: dict) -> dict:
-    """A copy of a ``model.pt``'s model config with the keys added since such files were first
-    written (``encoder_fourier_octaves``; SAVi's ``decoder.fourier_octaves``: 0; SlotDiffusion's
-    ``decoder.diffusion.z_scale_factor``: 1.0) where absent: the value that rebuilds the model an older
-    file holds. Newer configs come back unchanged."""
+    """A copy of a ``model.pt``'s model config in this version's terms: keys added since such files
+    were first written set where absent to the value that rebuilds the model an older file holds
+    (SlotDiffusion's ``decoder.diffusion.z_scale_factor``: 1.0), keys since removed dropped.
+
+    Raises:
+        ValueError: if the file set a removed key (:data:`REMOVED_MODEL_KEYS`) to another value than
+            the one this version builds.
+    """
     cfg = copy.deepcopy(model_cfg)
-    cfg.setdefault("encoder_fourier_octaves", 0)
-    if cfg["name"] == "savi":
-        cfg["decoder"].setdefault("fourier_octaves", 0)
+    for key, kept in REMOVED_MODEL_KEYS.items():
+        *parents, last = key.split(".")
+        node = cfg
+        for part in parents:
+            node = node.get(part, {})
+        if node.get(last, kept) != kept:
+            raise ValueError(f"the model.pt was trained with model.{key}: {node[last]!r}, an option this version "
+                             f"of slotbench no longer has (only {kept!r}); retrain it")
+        node.pop(last, None)
     if cfg["name"] == "slotdiffusion":
         cfg["decoder"]["diffusion"].setdefault("z_scale_factor", 1.0)
     return cfg

@@ -37,52 +37,42 @@ def as_pair(size: int | Sequence[int]) -> tuple[int, int]:
     return size  # type: ignore[return-value]
 
 
-def build_grid(resolution: int | Sequence[int], fourier_octaves: int = 0) -> Tensor:
+def build_grid(resolution: int | Sequence[int]) -> Tensor:
     """Coordinate grid for the soft position embedding.
 
     Args:
         resolution: ``(H, W)`` (or one int for a square grid).
-        fourier_octaves: ``K``; each octave ``k < K`` appends ``sin``, ``cos`` of
-            ``2**k * pi * row`` and of ``2**k * pi * col`` (periods of ``2 / 2**k`` frame sides).
 
     Returns:
-        ``[1, H, W, 4 + 4K]`` float tensor holding ``[row, col, 1 - row, 1 - col]`` with ``row``
-        and ``col`` each spaced uniformly over ``[0, 1]`` (``linspace``, both ends included;
-        a size-1 axis gives 0), then the ``4K`` Fourier features, octave by octave.
+        ``[1, H, W, 4]`` float tensor holding ``[row, col, 1 - row, 1 - col]`` with ``row`` and
+        ``col`` each spaced uniformly over ``[0, 1]`` (``linspace``, both ends included; a size-1
+        axis gives 0).
     """
-    if fourier_octaves < 0:
-        raise ValueError(f"fourier_octaves must be >= 0, got {fourier_octaves}")
     h, w = as_pair(resolution)
     rows = torch.linspace(0.0, 1.0, steps=h)
     cols = torch.linspace(0.0, 1.0, steps=w)
     coords = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1)  # [H, W, 2]
-    parts = [coords, 1.0 - coords]
-    for k in range(fourier_octaves):
-        phase = (2.0**k) * torch.pi * coords
-        parts += [phase.sin(), phase.cos()]
-    return torch.cat(parts, dim=-1).unsqueeze(0)  # [1, H, W, 4 + 4K]
+    return torch.cat([coords, 1.0 - coords], dim=-1).unsqueeze(0)  # [1, H, W, 4]
 
 
 class SoftPositionEmbed(nn.Module):
-    """Additive learned position embedding: ``x + Linear(4 + 4K, C)(grid)``.
+    """Additive learned position embedding: ``x + Linear(4, C)(grid)`` (:func:`build_grid`).
 
     Args:
         channels: ``C``, the channel count of the feature map it is added to.
         resolution: ``(H, W)`` of that feature map.
-        fourier_octaves: ``K`` (:func:`build_grid`); 0, the reference, maps only the
-            4-channel coordinate grid.
 
     Shapes:
         ``forward``: ``[B, C, H, W] -> [B, C, H, W]``.
 
-    Parameters: ``(4 + 4K) * C + C`` (weight and bias of the linear map).
+    Parameters: ``4 * C + C`` (weight and bias of the linear map).
     """
 
-    def __init__(self, channels: int, resolution: int | Sequence[int], fourier_octaves: int = 0):
+    def __init__(self, channels: int, resolution: int | Sequence[int]):
         super().__init__()
         self.channels = int(channels)
         self.resolution = as_pair(resolution)
-        grid = build_grid(self.resolution, int(fourier_octaves))
+        grid = build_grid(self.resolution)
         self.dense = nn.Linear(grid.shape[-1], self.channels)
         self.register_buffer("grid", grid, persistent=False)
 

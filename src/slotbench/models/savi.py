@@ -3,8 +3,7 @@
 Slot trunk (:class:`~slotbench.models.trunk.SlotTrunk`) + spatial-broadcast decoder:
 
 * every slot ``[D]`` is tiled to ``r x r`` (``broadcast_resolution``) and
-  ``SoftPositionEmbed(D, (r, r))`` is added (``decoder.fourier_octaves: K > 0``, not in the
-  reference, appends sine / cosine features of the position at ``K`` octaves to its grid);
+  ``SoftPositionEmbed(D, (r, r))`` is added;
 * a stack of ``ConvTranspose2d(k, stride s, padding k//2, output_padding s-1)`` with bias, each
   followed by ReLU (the last one included), channels ``decoder.channels``. The stride rule is
   the reference's: a layer has stride 2 while the running size is below the target resolution
@@ -70,8 +69,6 @@ class SpatialBroadcastDecoder(nn.Module):
         broadcast_resolution: ``r``.
         kernel_size: ``k``.
         resolution: output size ``H = W``.
-        fourier_octaves: ``K`` of the broadcast position embedding (0: the reference's linear
-            code of the coordinates).
 
     Shapes: ``forward``: slots ``[B, N, D]`` -> ``recon [B, 3, H, W]``,
     ``recons [B, N, 3, H, W]``, ``masks [B, N, 1, H, W]`` (softmax over N).
@@ -84,7 +81,6 @@ class SpatialBroadcastDecoder(nn.Module):
         broadcast_resolution: int,
         kernel_size: int,
         resolution: int,
-        fourier_octaves: int = 0,
     ):
         super().__init__()
         channels = [int(c) for c in channels]
@@ -100,9 +96,7 @@ class SpatialBroadcastDecoder(nn.Module):
         self.strides = decoder_strides(
             len(channels) - 1, self.broadcast_resolution, self.resolution, int(kernel_size)
         )
-        self.pos_embedding = SoftPositionEmbed(
-            self.slot_size, self.broadcast_resolution, int(fourier_octaves)
-        )
+        self.pos_embedding = SoftPositionEmbed(self.slot_size, self.broadcast_resolution)
         layers: list[nn.Module] = []
         for cin, cout, stride in zip(channels[:-1], channels[1:], self.strides):
             layers += [
@@ -155,7 +149,6 @@ class SAVi(nn.Module):
             broadcast_resolution=int(dec["broadcast_resolution"]),
             kernel_size=int(dec["kernel_size"]),
             resolution=self.resolution,
-            fourier_octaves=int(dec["fourier_octaves"]),
         )
 
     @property

@@ -47,7 +47,6 @@ class SlotAttention(nn.Module):
         mlp_hidden_size: int,
         num_iterations: int = 2,
         eps: float = 1e-6,
-        bilevel: bool = False,
     ):
         super().__init__()
         if num_iterations < 1:
@@ -57,7 +56,6 @@ class SlotAttention(nn.Module):
         self.mlp_hidden_size = int(mlp_hidden_size)
         self.num_iterations = int(num_iterations)
         self.eps = float(eps)
-        self.bilevel = bool(bilevel)
         self.scale = self.slot_size**-0.5
 
         self.norm_inputs = nn.LayerNorm(self.in_features)
@@ -103,14 +101,7 @@ class SlotAttention(nn.Module):
         v = self.project_v(inputs)  # [B, M, D]
 
         attn = None
-        init = slots
-        for i in range(self.num_iterations):
-            if self.bilevel and i == self.num_iterations - 1:
-                # BO-QSA (Jia et al. 2023): the earlier iterations get no gradient; the last one
-                # starts from their result with a straight-through gradient to the initial slots
-                slots = slots.detach() + init - init.detach()
-            elif self.bilevel:
-                slots = slots.detach()
+        for _ in range(self.num_iterations):
             slots_prev = slots
             q = self.project_q(self.norm_slots(slots))  # [B, N, D]
             logits = self.scale * torch.einsum("bmd,bnd->bmn", k, q)  # [B, M, N]

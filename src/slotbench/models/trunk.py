@@ -2,8 +2,7 @@
 
 ``video [B, T, 3, H, W]`` (values in [-1, 1])
   -> encoder on all ``B*T`` frames ``[BT, C, h, w]``
-  -> ``+ SoftPositionEmbed(C, (h, w))`` (``encoder_fourier_octaves: K > 0``, not in the reference,
-     appends sine / cosine features of the position at ``K`` octaves to its grid)
+  -> ``+ SoftPositionEmbed(C, (h, w))``
   -> flatten ``[BT, h*w, C]`` -> ``LN(C) -> Linear(C, F) -> ReLU -> Linear(F, F)``
   -> frame loop: for ``t = 0..T-1`` the initial slots are the learned ``init_latents``
      ``[1, N, D]`` (``N(0, 1)`` init, no sampling) repeated over the batch at ``t = 0``, and
@@ -34,9 +33,7 @@ class SlotTrunk(nn.Module):
 
     Args:
         cfg: the model config dict (keys ``num_slots``, ``slot_size``, ``slot_mlp_size``,
-            ``num_iterations``, ``slot_eps``, ``slot_init``, ``slot_bilevel``,
-            ``encoder_fourier_octaves``, ``encoder``,
-            ``predictor``; other keys ignored).
+            ``num_iterations``, ``slot_eps``, ``encoder``, ``predictor``; other keys ignored).
         resolution: input frame size ``H = W``.
 
     Attributes:
@@ -74,31 +71,20 @@ class SlotTrunk(nn.Module):
         self.feature_resolution: tuple[int, int] = (h, h)
         channels = self.encoder.out_channels
 
-        self.encoder_pos_embedding = SoftPositionEmbed(
-            channels, self.feature_resolution, int(cfg["encoder_fourier_octaves"])
-        )
+        self.encoder_pos_embedding = SoftPositionEmbed(channels, self.feature_resolution)
         self.encoder_out_layer = nn.Sequential(
             nn.LayerNorm(channels),
             nn.Linear(channels, self.feature_size),
             nn.ReLU(),
             nn.Linear(self.feature_size, self.feature_size),
         )
-        self.slot_init = str(cfg["slot_init"])
-        if self.slot_init == "learned":
-            self.init_latents = nn.Parameter(torch.randn(1, self.num_slots, self.slot_size))
-        elif self.slot_init == "sampled":
-            self.init_latents = nn.Parameter(torch.randn(1, 1, self.slot_size))
-            self.init_log_sigma = nn.Parameter(torch.zeros(1, 1, self.slot_size))
-            nn.init.xavier_uniform_(self.init_log_sigma)
-        else:
-            raise ValueError(f"slot_init must be 'learned' or 'sampled', got {self.slot_init!r}")
+        self.init_latents = nn.Parameter(torch.randn(1, self.num_slots, self.slot_size))
         self.slot_attention = SlotAttention(
             in_features=self.feature_size,
             slot_size=self.slot_size,
             mlp_hidden_size=int(cfg["slot_mlp_size"]),
             num_iterations=int(cfg["num_iterations"]),
             eps=float(cfg["slot_eps"]),
-            bilevel=bool(cfg["slot_bilevel"]),
         )
         pred = cfg["predictor"]
         self.predictor = TransformerPredictor(
@@ -134,23 +120,9 @@ class SlotTrunk(nn.Module):
         return rearrange(x, "(b t) m f -> b t m f", b=b, t=t)
 
     def initial_slots(self, batch_size: int) -> Tensor:
-        """The initial slots of frame 0, ``[B, N, D]``.
-
-        ``learned`` (the reference): the learned ``init_latents [1, N, D]`` repeated over the
-        batch. ``sampled`` (the original Slot Attention): ``mu + exp(log_sigma) * eps`` with
-        ``eps ~ N(0, 1)`` per video and slot; the global RNG in training, a generator seeded
-        with 0 in ``eval()`` mode so that evaluation is reproducible.
-        """
-        if self.slot_init == "learned":
-            return repeat(self.init_latents, "1 n d -> b n d", b=batch_size)
-        shape = (batch_size, self.num_slots, self.slot_size)
-        mu = self.init_latents
-        if self.training:
-            noise = torch.randn(shape, device=mu.device, dtype=mu.dtype)
-        else:
-            generator = torch.Generator(device=mu.device).manual_seed(0)
-            noise = torch.randn(shape, device=mu.device, dtype=mu.dtype, generator=generator)
-        return mu + self.init_log_sigma.exp() * noise
+        """The initial slots of frame 0, ``[B, N, D]``: the learned ``init_latents [1, N, D]``
+        repeated over the batch (the reference; no sampling)."""
+        return repeat(self.init_latents, "1 n d -> b n d", b=batch_size)
 
     def predict(self, slots: Tensor) -> Tensor:
         """Transition ``[B, N, D] -> [B, N, D]``: the initial slots of the next frame."""
