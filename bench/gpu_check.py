@@ -88,7 +88,6 @@ GRACE_S = 20
 #: others in child processes (the original's in its own)
 STAGES = (("dag",), ("original",), ("train", "decode", "compile"))
 DAG_TARGET = {False: "runs/tiny/results/shapes/table.csv", True: "runs/tiny/results/shapes/savi/seed0/model.pt"}
-ORIGINAL_DIRS = {"SLOTDIFFUSION_REPO": "SlotDiffusion", "NERV_REPO": "nerv"}
 
 
 @dataclass(frozen=True)
@@ -407,20 +406,6 @@ def _original_measure(mode: Mode, cases: list[dict], record: Callable[[dict], No
     return lambda case: original_case(case, mode, code)
 
 
-def _original_checkouts() -> str | None:
-    """Point ``SLOTDIFFUSION_REPO`` / ``NERV_REPO`` at ``bench/scratch/original/*`` where unset and
-    present there; why the original is not available when neither gives a folder, else ``None``."""
-    for variable, folder in ORIGINAL_DIRS.items():
-        default = ROOT / "bench" / "scratch" / "original" / folder
-        if not os.environ.get(variable) and default.is_dir():
-            os.environ[variable] = str(default)
-    missing = [v for v in ORIGINAL_DIRS if not os.environ.get(v)]
-    if missing:
-        return (f"original: not available ({', '.join(missing)} unset and no checkout in bench/scratch/original/: "
-                f"set them to checkouts of Wuziyi616/SlotDiffusion and Wuziyi616/nerv)")
-    return None
-
-
 def run_child(sections: tuple[str, ...], mode: Mode, deadline: float, folder: Path) -> list[dict]:
     """The rows of ``sections``, run in a child process (stopped :data:`GRACE_S` seconds after the
     run's deadline); a case the child did not reach is recorded as skipped with how the child ended."""
@@ -570,7 +555,9 @@ def check(mode: Mode, budget_s: float, out_dir: Path) -> dict:
     start, started_at = time.time(), datetime.now(UTC).isoformat(timespec="seconds")
     deadline = start + budget_s
     cases, rows = plan(), []
-    unavailable = _original_checkouts()
+    from original_code import use_local_checkouts
+
+    unavailable = use_local_checkouts()
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         for sections in STAGES:
             wanted = [c for c in cases if c["section"] in sections]

@@ -88,6 +88,24 @@ def _install_placeholders() -> list[str]:
     return missing
 
 
+#: the environment variables naming the two checkouts, and their folders under bench/scratch/original/
+CHECKOUT_DIRS = {"SLOTDIFFUSION_REPO": "SlotDiffusion", "NERV_REPO": "nerv"}
+
+
+def use_local_checkouts() -> str | None:
+    """Point ``SLOTDIFFUSION_REPO`` / ``NERV_REPO`` at ``bench/scratch/original/*`` where unset and
+    present there; why the original is not available when neither gives a folder, else ``None``."""
+    scratch = Path(__file__).resolve().parent / "scratch" / "original"
+    for variable, folder in CHECKOUT_DIRS.items():
+        if not os.environ.get(variable) and (scratch / folder).is_dir():
+            os.environ[variable] = str(scratch / folder)
+    missing = [v for v in CHECKOUT_DIRS if not os.environ.get(v)]
+    if missing:
+        return (f"original: not available ({', '.join(missing)} unset and no checkout in bench/scratch/original/: "
+                f"set them to checkouts of Wuziyi616/SlotDiffusion and Wuziyi616/nerv)")
+    return None
+
+
 def _checkout(variable: str, marker: str) -> Path:
     value = os.environ.get(variable)
     if not value:

@@ -2,7 +2,13 @@
 
 Sections (``--only`` picks some):
 
-- ``train``: seconds per optimisation step (forward, loss, backward, gradient clipping, Adam)
+- ``train``: first each network side by side with the original implementation (``pair``: the
+  reference MOVi-E configuration at 128x128 as it is, 2 clips of 3 frames; slotbench's step, then
+  the original's own network, config and trainer from the checkouts ``bench/parity_original.py``
+  uses, each in its own process right after the other; ``vs_original`` = the original's seconds per
+  step over slotbench's, for slotbench in float32 and with bf16 autocast (``train.cpu_amp: bf16``);
+  rows say why when the checkouts are missing). Then seconds per
+  optimisation step (forward, loss, backward, gradient clipping, Adam)
   and peak memory, for SAVi, STEVE (frozen dVAE), SlotDiffusion (frozen VQ-VAE), the dVAE and
   the VQ-VAE, at the reference MOVi-E configuration sized as the issue's original-code
   measurements (``reference``: 64x64, batch 4, 3 frames; tokenizers: 12 frames = 4 x 3), at the
@@ -29,7 +35,8 @@ Sections (``--only`` picks some):
 On CUDA (when present) the same cases run on the GPU too. Writes ``bench/results/suite.json``
 and ``bench/results/suite.md``; the README's speed table is copied from the latter.
 
-Usage: ``python bench/suite.py [--repeats 3] [--only train,seg,decode,data] [--quick] [--full-reference] [--tag T]``
+Usage: ``python bench/suite.py [--repeats 3] [--only train,seg,decode,data|pair] [--quick] [--full-reference]
+[--tag T]``
 """
 
 from __future__ import annotations
@@ -55,9 +62,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 MODELS = ("savi", "steve", "slotdiffusion")
 TOKENIZERS = ("dvae", "vqvae")
-#: the original implementation's seconds per step on this kind of machine (issue #7: reference
-#: MOVi-E configs at 64x64, batch 4, 3 frames, 2 CPU cores, torch 2.13 CPU, median of 3)
-ORIGINAL_S_PER_STEP = {"savi": 6.19, "steve": 2.06, "slotdiffusion": 3.09}
+#: clips of the ``pair`` setting: the reference MOVi-E configuration at 128x128 as it is, two clips a step
+PAIR_BATCH = 2
 #: GPUs of the reference runs (the rest: 1); train.batch_size is their global batch
 REFERENCE_GPUS = {"steve": 2, "vqvae": 2}
 
@@ -67,12 +73,14 @@ def _config(name: str, setting: str) -> dict:
     """The resolved config of ``name`` (model or tokenizer) for ``setting`` (``reference`` / ``shapes``)."""
     from slotbench.config import resolve, resolve_tokenizer
 
-    dataset = "movi_e" if setting.startswith("reference") else "shapes"
+    dataset = "movi_e" if setting.startswith("reference") or setting == "pair" else "shapes"
     cfg = (resolve_tokenizer if name in TOKENIZERS else resolve)(dataset, name, ROOT / "params")
     if setting == "reference":
         cfg["dataset"]["resolution"] = 64
         cfg["train"]["batch_size"] = 4
         cfg["train"]["n_sample_frames"] = 3
+    elif setting == "pair":
+        cfg["train"]["batch_size"] = PAIR_BATCH
     elif setting == "reference-128":  # the batch of one GPU of the reference runs
         cfg["train"]["batch_size"] //= REFERENCE_GPUS.get(name, 1)
     return cfg
@@ -132,10 +140,8 @@ def run_train_case(name: str, setting: str, device: str, repeats: int, adam: str
     tcfg = cfg["train"]
     optimizer = torch.optim.Adam(param_groups(model, tcfg), lr=1e-4, fused=adam == "fused",
                                  foreach=False if adam == "for-loop" else None)
-    res = cfg["dataset"]["resolution"]
-    frames = 1 if name in TOKENIZERS else tcfg["n_sample_frames"]
-    batch = tcfg["batch_size"] * (3 if name in TOKENIZERS and setting == "reference" else 1)
-    video = torch.rand(batch, frames, 3, res, res, device=dev) * 2 - 1
+    video = _input(name, setting, cfg).to(dev)
+    batch, frames, res = video.shape[0], video.shape[1], video.shape[-1]
     model.train()
     step, compile_s, compile_mode = LossStep(model), None, "off"
     if compile:
@@ -149,7 +155,7 @@ def run_train_case(name: str, setting: str, device: str, repeats: int, adam: str
         start = time.perf_counter()
         if hasattr(model, "set_step"):
             model.set_step(i, 1000)
-        with autocast(dev, amp):
+        with autocast(dev, amp, amp):  # train.amp on CUDA, train.cpu_amp on a CPU
             loss = step(video)["loss"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max(tcfg["clip_grad"], 1e-6))
@@ -172,6 +178,54 @@ def run_train_case(name: str, setting: str, device: str, repeats: int, adam: str
             "peak_memory_kind": "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "process peak RSS"}
 
 
+def _input(name: str, setting: str, cfg: dict) -> torch.Tensor:
+    """The training input of a case, ``[B, T, 3, H, W]`` in [-1, 1] (seeded): slot models take
+    ``train.batch_size`` clips of ``n_sample_frames`` frames, tokenizers single frames, three times as
+    many at the ``reference`` and ``pair`` settings (as many frames as the slot models see)."""
+    res, tcfg = cfg["dataset"]["resolution"], cfg["train"]
+    frames = 1 if name in TOKENIZERS else tcfg["n_sample_frames"]
+    batch = tcfg["batch_size"] * (3 if name in TOKENIZERS and setting in ("reference", "pair") else 1)
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(batch, frames, 3, res, res, generator=generator) * 2 - 1
+
+
+def run_original_case(name: str, setting: str, repeats: int) -> dict:
+    """The original implementation's training step on the same input as :func:`run_train_case`: its
+    network built by its own ``build_model`` from its MOVi-E config file, trained by its own trainer
+    (nerv's method class: loss weighting, Adam groups, clipping, schedule; ``bench/original_code.py``).
+    Seconds per step (median of ``repeats`` after one warm-up step) and peak memory."""
+    from original_code import OriginalCode, original_steps, use_local_checkouts
+
+    row = {"model": name, "setting": setting, "device": "cpu", "impl": "original"}
+    unavailable = use_local_checkouts()
+    if unavailable:
+        return {**row, "status": "skipped", "reason": unavailable}
+    code = OriginalCode()
+    cfg = _config(name, setting)
+    video = _input(name, setting, cfg)
+    # one epoch of exactly the steps run, whose mid-epoch checkpoint (save_interval 1) never comes
+    params = code.params(name, "movi_e", {"max_epochs": 1, "save_interval": 1.0})
+    torch.manual_seed(0)
+    model = code.build(params)
+    n = repeats + 1
+    batch = {"img": video.flatten(0, 1) if name in TOKENIZERS else video}
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        steps = original_steps(code.trainer(params, model, n, Path(tmp)), [batch] * n, list(range(n)))
+        for i in range(n):
+            start = time.perf_counter()
+            next(steps)
+            if i:
+                times.append(time.perf_counter() - start)
+    s_per_step = statistics.median(times)
+    return {**row, "status": "ok", "resolution": video.shape[-1], "batch": video.shape[0], "frames": video.shape[1],
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "s_per_step": round(s_per_step, 4), "clips_per_s": round(video.shape[0] / s_per_step, 2),
+            "repeats_s": [round(t, 4) for t in times],
+            "peak_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, 1),
+            "peak_memory_kind": "process peak RSS"}
+
+
 def _child(case: dict) -> dict:
     """Run one training case in a fresh process (its own peak memory)."""
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], check=True, capture_output=True,
@@ -179,9 +233,14 @@ def _child(case: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def train_cases(devices: list[str], quick: bool, full_reference: bool) -> list[dict]:
-    """The plain case of every network and setting, then each fast-path switch alone (unless ``quick``)."""
-    cases = []
+def train_cases(devices: list[str], quick: bool, full_reference: bool, pair_only: bool = False) -> list[dict]:
+    """Every network side by side with the original (``pair``, CPU: slotbench's step then the
+    original's, network by network), then the plain case of every network and setting, then each
+    fast-path switch alone (unless ``quick``)."""
+    cases = [{"name": name, "setting": "pair", "device": "cpu", **impl}
+             for name in (*MODELS, *TOKENIZERS) for impl in ({}, {"impl": "original"}, {"amp": "bf16"})]
+    if pair_only:
+        return cases
     for device in devices:
         settings = ["reference", "shapes"] + (["reference-128"] if device == "cuda" or full_reference else [])
         for name in (*MODELS, *TOKENIZERS):
@@ -203,11 +262,21 @@ def train_cases(devices: list[str], quick: bool, full_reference: bool) -> list[d
     return cases
 
 
-def train_section(repeats: int, devices: list[str], quick: bool, full_reference: bool) -> list[dict]:
+def train_section(repeats: int, devices: list[str], quick: bool, full_reference: bool,
+                  pair_only: bool = False) -> list[dict]:
+    """Every training case, each in its own process; the ``pair`` rows of slotbench gain the original's
+    seconds per step and ``vs_original`` (the original's time over slotbench's: above 1 is faster)."""
     from tqdm import tqdm
 
-    return [_child({**case, "repeats": repeats})
-            for case in tqdm(train_cases(devices, quick, full_reference), desc="train cases")]
+    rows = [_child({**case, "repeats": repeats})
+            for case in tqdm(train_cases(devices, quick, full_reference, pair_only), desc="train cases")]
+    original = {r["model"]: r for r in rows if r.get("impl") == "original"}
+    for r in rows:
+        theirs = original.get(r["model"]) if r["setting"] == "pair" and r.get("impl") != "original" else None
+        if theirs and theirs["status"] == "ok":
+            r["original_s_per_step"] = theirs["s_per_step"]
+            r["vs_original"] = round(theirs["s_per_step"] / r["s_per_step"], 3)
+    return rows
 
 
 # ----------------------------------------------------------------------------- segmentation metrics
@@ -365,6 +434,30 @@ def _switch(row: dict) -> str:
     return ", ".join(changed) or "plain"
 
 
+def _pair_markdown(rows: list[dict]) -> list[str]:
+    """The side-by-side table: slotbench's and the original's step on the same input, same machine, same run."""
+    lines = ["## Side by side with the original (training step, reference MOVi-E configuration)\n",
+             "Each network's step in slotbench and in the original implementation (its own `build_model`, "
+             "config file and trainer), one right after the other in this run, each in its own process, on "
+             "the same input: the reference configuration at 128x128 with "
+             f"{PAIR_BATCH} clips of 3 frames (tokenizers: {3 * PAIR_BATCH} frames). vs original: the "
+             "original's time over slotbench's (above 1: slotbench is faster).\n",
+             "| network | input | original s/step | slotbench float32 s/step | vs original | slotbench bf16 "
+             "autocast s/step | vs original |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["setting"] != "pair" or r.get("impl") == "original" or r.get("amp", "off") != "off":
+            continue
+        theirs = next((o for o in rows if o.get("impl") == "original" and o["model"] == r["model"]), {})
+        original = theirs.get("s_per_step", theirs.get("reason", "not measured"))
+        low = next((o for o in rows if o["setting"] == "pair" and o.get("amp") == "bf16" and o["model"] == r["model"]),
+                   {})
+        cells = [f"{x.get('s_per_step', '')} | " + (f"**{x['vs_original']:.2f}x**" if "vs_original" in x else "")
+                 for x in (r, low)]
+        lines.append(f"| {r['model']} | {r['batch']}x{r['frames']}x{r['resolution']}² | {original} | "
+                     f"{cells[0]} | {cells[1]} |")
+    return lines + [""]
+
+
 def _markdown(result: dict) -> str:
     lines = [f"# Speed suite\n\nMachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
              f"torch {result['machine']['torch']}, {result['machine']['threads']} threads"
@@ -373,27 +466,27 @@ def _markdown(result: dict) -> str:
              f"average {result['machine']['load_average_at_start']} at the start (other jobs on the same cores "
              f"slow every figure down).\n"]
     if "train" in result:
+        lines += _pair_markdown(result["train"])
         lines += ["## Training step (forward + backward + clipping + Adam)\n",
                   "Plain rows (no switch) first; a switch row changes one setting of the plain row above it; "
                   "the speed-up is against that plain row.\n",
                   "| network | setting | device | switch | input | params | s/step | clips/s | speed-up | "
-                  "peak MiB | original s/step |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "peak MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
         plain = {}
         for r in result["train"]:
+            if r.get("impl") == "original":
+                continue
             switch = _switch(r)
             key = (r["model"], r["setting"], r["device"])
             if switch == "plain":
                 plain[key] = r
             base = plain.get(key)
             speedup = f"{base['s_per_step'] / r['s_per_step']:.2f}x" if base and switch != "plain" else ""
-            original = ORIGINAL_S_PER_STEP.get(r["model"]) if (  # measured with 2 threads
-                r["setting"] == "reference" and r["device"] == "cpu" and switch == "plain"
-                and result["machine"]["threads"] == 2) else None
             if r.get("compile_s"):
                 switch += f" ({r['compile']}, {r['compile_s']} s to compile)"
             lines.append(f"| {r['model']} | {r['setting']} | {r['device']} | {switch} | "
                          f"{r['batch']}x{r['frames']}x{r['resolution']}² | {r['parameters']:,} | {r['s_per_step']} | "
-                         f"{r['clips_per_s']} | {speedup} | {r['peak_memory_mib']} | {original or ''} |")
+                         f"{r['clips_per_s']} | {speedup} | {r['peak_memory_mib']} |")
         lines.append("")
     if "seg" in result:
         s = result["seg"]
@@ -420,7 +513,8 @@ def _markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="train,seg,decode,data")
+    parser.add_argument("--only", default="train,seg,decode,data",
+                        help="sections; 'pair' alone: only the side-by-side cases of the train section")
     parser.add_argument("--quick", action="store_true", help="no fast-path on/off variants")
     parser.add_argument("--full-reference", action="store_true",
                         help="also the 128x128 reference-batch cases on CPU (always on CUDA)")
@@ -430,8 +524,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         case = json.loads(args.child)
-        print(json.dumps(run_train_case(case.pop("name"), case.pop("setting"), case.pop("device"),
-                                        case.pop("repeats"), **case)))
+        if case.pop("impl", None) == "original":
+            print(json.dumps(run_original_case(case["name"], case["setting"], case["repeats"])))
+        else:
+            print(json.dumps(run_train_case(case.pop("name"), case.pop("setting"), case.pop("device"),
+                                            case.pop("repeats"), **case)))
         return
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     sections = set(args.only.split(","))
@@ -441,8 +538,9 @@ def main() -> None:
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                           "load_average_at_start": round(os.getloadavg()[0], 2)}}
-    if "train" in sections:
-        result["train"] = train_section(args.repeats, devices, args.quick, args.full_reference)
+    if sections & {"train", "pair"}:
+        result["train"] = train_section(args.repeats, devices, args.quick, args.full_reference,
+                                        pair_only="train" not in sections)
     result["machine"]["load_average_after_train"] = round(os.getloadavg()[0], 2)
     if "seg" in sections:
         result["seg"] = seg_section(args.repeats, args.seg_videos)

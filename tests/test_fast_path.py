@@ -173,3 +173,27 @@ def test_channels_last_setting():
     assert fast_path.channels_last_enabled("auto", torch.device("cuda", 0)) is True
     assert fast_path.channels_last_enabled(True, torch.device("cpu")) is True
     assert fast_path.channels_last_enabled(False, torch.device("cuda", 0)) is False
+
+
+def test_cpu_bf16_training_runs_in_bf16_and_trains_like_float32(project, tiny_data):
+    """``train.cpu_amp: bf16`` (the real stage, ``--set``): the training runs under CPU autocast (its
+    matrix products come out in bf16), train.json records it, and the loss after the same steps stays
+    within bf16's round-off of the float32 run's."""
+    from slotbench.runtime import autocast
+
+    with autocast(torch.device("cpu"), "off", "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "bf16", "off"):  # train.amp is CUDA's alone
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    args = ["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"]
+    run = project / "results" / "shapes" / "savi" / "seed0"
+    assert cli.main(args) == 0
+    plain = json.loads((run / "train.json").read_text())
+    import shutil
+
+    shutil.rmtree(run)
+    assert cli.main([*args, "--set", "train.cpu_amp=bf16"]) == 0
+    low = json.loads((run / "train.json").read_text())
+    assert plain["fast_path"]["amp"] == "off" and low["fast_path"]["amp"] == "bf16"
+    assert low["train_loss"] == pytest.approx(plain["train_loss"], rel=5e-2)
+    assert low["train_loss"] != plain["train_loss"]  # it did run in another precision

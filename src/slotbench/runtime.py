@@ -23,8 +23,16 @@ def select_device(runtime: dict) -> torch.device:
     return torch.device("cuda")
 
 
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 / fp16 autocast on CUDA; a no-op on CPU or with ``amp: off``."""
-    if device.type != "cuda" or amp == "off":
+def autocast(device: torch.device, amp: str, cpu_amp: str = "off") -> contextlib.AbstractContextManager:
+    """Autocast by ``train.amp`` (``off`` / ``bf16`` / ``fp16``) on CUDA and ``train.cpu_amp`` (``off`` /
+    ``bf16``) on a CPU; a no-op where the setting is ``off``."""
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_amp == "bf16" else contextlib.nullcontext()
+    if amp == "off":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def effective_amp(device: torch.device, train_cfg: dict) -> str:
+    """The autocast dtype a training on ``device`` runs with (``train.amp`` on CUDA, ``train.cpu_amp`` on a CPU)."""
+    return train_cfg["amp"] if device.type == "cuda" else train_cfg["cpu_amp"]

@@ -213,6 +213,7 @@ TRAIN = {
     "val_clips": integer(1),
     "num_workers": integer(0),
     "amp": one_of("off", "bf16", "fp16"),
+    "cpu_amp": one_of("off", "bf16"),
     "grad_accum_steps": integer(1),
     "nonfinite": one_of("stop", "skip"),
 }

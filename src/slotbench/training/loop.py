@@ -23,7 +23,7 @@ from ..evaluation.segmentation import evaluate_segmentation
 from ..io import remove_stale_temporaries, sha256_file, write_record
 from ..models.frame_tokenizer import exported_weights
 from ..pipeline import code_digest
-from ..runtime import autocast, select_device
+from ..runtime import autocast, effective_amp, select_device
 from ..tracking import Tracker, redact_config
 from . import distributed, fast_path
 from .schedule import apply_lr
@@ -189,7 +189,7 @@ class _Run:
             micro = distributed.micro_batch_size(self.tcfg["batch_size"], self.ctx.world_size, self.accum)
             sample = self.train_set[0]["video"]
             example = to_model_input(torch.zeros((micro, *sample.shape), dtype=sample.dtype).to(self.device))
-            with autocast(self.device, self.tcfg["amp"]):  # traced as the steps will run
+            with autocast(self.device, self.tcfg["amp"], self.tcfg["cpu_amp"]):  # traced as the steps will run
                 self.loss_step, self.compile_mode = fast_path.compiled_step(self.loss_step, example)
 
     def _start_loader_and_tracker(self, data_root: Path) -> None:
@@ -227,7 +227,7 @@ class _Run:
             torch.manual_seed(distributed.micro_batch_seed(self.seed, state.step, self.ctx.rank * self.accum + a))
             video = to_model_input(next(self.micro_batches)["video"].to(self.device, non_blocking=True))
             with distributed.no_sync(self.loss_step, last_micro_batch=a == self.accum - 1):
-                with autocast(self.device, tcfg["amp"]):
+                with autocast(self.device, tcfg["amp"], tcfg["cpu_amp"]):
                     loss = self.loss_step(video)["loss"] / self.accum  # DDP averages the gradients over processes
                 self.scaler.scale(loss).backward()
             process_loss += loss.detach().float()
@@ -319,7 +319,7 @@ class _Run:
             "validation": state.last_val,
             "nonfinite_skipped": state.skipped,
             "fast_path": {"channels_last": self.channels_last, "compile": self.compile_mode,
-                          "amp": tcfg["amp"] if device.type == "cuda" else "off", "adam": "fused"},
+                          "amp": effective_amp(device, tcfg), "adam": "fused"},
             "seed": self.seed,
             **{k: v for k, v in self.extra_state.items() if k == "perceptual_loss"},
             "slotbench_version": __version__,
