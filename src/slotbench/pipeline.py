@@ -152,15 +152,6 @@ class Stage:
         """The Snakemake log pattern: ``logs/{name}/{dataset}_{model}_seed{seed}.log``."""
         return f"{paths.ROOT}logs/{self.name}/" + "_".join(_part(w, "{" + w + "}") for w in self.wildcards) + ".log"
 
-    def output_paths(self, run: dict, grid: dict, snakemake: bool = True) -> dict[str, list[str]]:
-        """Output name -> the paths of one job (every one when ``snakemake`` is False, else only
-        those Snakemake tracks)."""
-        out: dict[str, list[str]] = {}
-        for o in self.outputs:
-            if o.snakemake or not snakemake:
-                out.setdefault(o.name, []).extend(o.pattern.format(**r) for r in expand_runs(run, grid, o.over))
-        return out
-
 
 def _part(wildcard: str, value) -> str:
     return f"seed{value}" if wildcard == "seed" else str(value)
