@@ -78,6 +78,11 @@ class Input:
     def dvc_paths(self) -> tuple[str, ...]:
         return self.dvc or (self.path,)
 
+    def make_command(self) -> str:
+        """The command line that makes it (its ``maker``'s), e.g. ``slotbench export --dataset shapes``."""
+        stage, run = self.maker
+        return STAGES[stage].cli(run)
+
 
 @dataclass(frozen=True)
 class Output:
@@ -195,12 +200,18 @@ def _recon_record(run: dict, name: str) -> Input:
                  (paths.RECON_METRICS.format(**fmt), paths.RECON_VIDEOS.format(**fmt)), ("eval_recon", fmt))
 
 
-def _comp_record(run: dict, name: str, folders_only: bool = False) -> Input:
+def _comp_record(run: dict, name: str) -> Input:
     fmt = _pair(run)
-    record = paths.COMP_GEN_RECORD.format(**fmt)
-    dvc = (paths.RECON_VIDEOS.format(**fmt), paths.COMP_VIDEOS.format(**fmt)) if folders_only else (
-        record, paths.COMP_VIDEOS.format(**fmt))
-    return Input(name, record, dvc, ("eval_comp_gen", fmt))
+    return Input(name, paths.COMP_GEN_RECORD.format(**fmt),
+                 (paths.COMP_GEN_RECORD.format(**fmt), paths.COMP_VIDEOS.format(**fmt)), ("eval_comp_gen", fmt))
+
+
+def _decoded_videos(run: dict) -> Input:
+    """The reconstructed and composed frame folders the report shows: the comp-gen record, written
+    last, for Snakemake; both folders for DVC."""
+    fmt = _pair(run)
+    return Input("comp_frames", paths.COMP_GEN_RECORD.format(**fmt),
+                 (paths.RECON_VIDEOS.format(**fmt), paths.COMP_VIDEOS.format(**fmt)), ("eval_comp_gen", fmt))
 
 
 def _original(path: str) -> list[Input]:
@@ -268,7 +279,7 @@ def _report_inputs(run: dict, configs: Configs) -> list[Input]:
     for r in expand_runs(run, configs.grid, ("models", "seeds")):
         inputs += [_checkpoint(r, "checkpoints"),
                    Input("summaries", paths.TRAIN_SUMMARY.format(**r), maker=("train", r)),
-                   _comp_record(r, "comp_frames", folders_only=True)]
+                   _decoded_videos(r)]
     return inputs
 
 

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from . import paths
-from .pipeline import STAGES, Input, by_command, stage_of
+from .pipeline import Input, by_command, stage_of
 
 
 class MissingInputError(FileNotFoundError):
@@ -34,7 +34,7 @@ def _declared_inputs(args: argparse.Namespace) -> list[Input]:
 def required_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``(path, command that makes it)`` for every input file of the parsed command line that a stage
     makes (an original checkpoint to import has its own missing-file error)."""
-    return [(i.check or i.path, STAGES[i.maker[0]].cli(i.maker[1])) for i in _declared_inputs(args) if i.maker]
+    return [(i.check or i.path, i.make_command()) for i in _declared_inputs(args) if i.maker]
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -52,8 +52,7 @@ def check_inputs(args: argparse.Namespace) -> None:
     for item in inputs:
         path = item.check or item.path
         if not Path(path).exists():
-            make = STAGES[item.maker[0]].cli(item.maker[1])
-            raise MissingInputError(f"{path} does not exist; make it first with `{make}` "
+            raise MissingInputError(f"{path} does not exist; make it first with `{item.make_command()}` "
                                     f"(or let `snakemake --cores N {item.path}` run every stage it needs)")
     if dataset_cfg and any(i.maker[0] == "export" for i in inputs):  # the stage reads the exported data
         from .data.dataset import check_current

@@ -56,9 +56,12 @@ def _runs(stage: Stage, dataset: str, configs: RunConfigs) -> list[dict]:
     return runs
 
 
+#: The ``dvc.yaml`` options of each kind of output (``pipeline.Output.dvc``).
+_OUT_OPTIONS = {"out": None, "metric": {"cache": False}, "record": {"cache": False}, "persist": {"persist": True}}
+
+
 def _entry(path: str, kind: str) -> str | dict:
-    return {path: {"cache": False}} if kind in ("metric", "record") else {path: {"persist": True}} if (
-        kind == "persist") else path
+    return {path: dict(_OUT_OPTIONS[kind])} if _OUT_OPTIONS[kind] else path  # a copy: no YAML anchors
 
 
 def _dvc_stage(stage: Stage, run: dict, configs: RunConfigs, params_dir: Path, opt: str, resources: dict) -> dict:

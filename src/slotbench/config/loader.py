@@ -29,6 +29,7 @@ import os
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -456,11 +457,9 @@ class RunConfigs:
         self.overrides = overrides or {}
         self._cache: dict[tuple, dict] = {}
 
-    @property
+    @cached_property
     def grid(self) -> dict:
-        if ("grid",) not in self._cache:
-            self._cache["grid",] = load_grid(self.params_dir)
-        return self._cache["grid",]
+        return load_grid(self.params_dir)
 
     def _pair(self, kind: str, dataset: str, name: str) -> dict:
         if (kind, dataset, name) not in self._cache:
