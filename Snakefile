@@ -12,6 +12,7 @@ min_version("9.1")
 
 # `--config profile=tiny`: every dataset on that profile, every output under runs/tiny/ (a smoke run
 # of the whole DAG that never touches the real results); the jobs inherit the variable.
+# `--config set=[KEY=VALUE,...]`: parameters for this run only (workflow/rules/common.smk).
 if config.get("profile"):
     os.environ["SLOTBENCH_PROFILE"] = str(config["profile"])
 

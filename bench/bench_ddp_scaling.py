@@ -1,7 +1,8 @@
 """Training throughput of 1 process vs 2 data-parallel processes (DDP, gloo) on CPU.
 
 Runs the real ``train`` stage (SAVi on the embedded ``shapes`` data, ``shapes`` scale profile,
-global batch ``--batch-size``) in a scratch project under ``bench/scratch/ddp_scaling/``:
+global batch ``--batch-size``) in a scratch project under ``bench/scratch/ddp_scaling/``, reading the
+repository's ``params/`` with the benchmark's settings given as ``--set`` options:
 
 * ``1 process x 1 thread``: the baseline;
 * ``1 process x 2 threads``: the same CPU budget as 2 processes, spent on intra-op threads;
@@ -28,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-import yaml
 from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,32 +37,20 @@ SCRATCH = ROOT / "bench" / "scratch" / "ddp_scaling"
 CASES = ((1, 1), (1, 2), (2, 1))  # (processes, threads per process)
 
 
-def _edit(path: Path, updates: dict[str, object]) -> None:
-    """Set dotted keys of a YAML file."""
-    data = yaml.safe_load(path.read_text()) or {}
-    for dotted, value in updates.items():
-        node = data
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+def _settings(steps: int, batch_size: int, threads: int) -> list[str]:
+    """The ``--params-dir`` and ``--set`` options of every stage: the repository's ``params/`` (the
+    ``shapes`` profile) as they are, with this benchmark's run length, batch and threads."""
+    sets = [f"train.max_steps={steps}", f"train.batch_size={batch_size}", f"train.checkpoint_every={10 * steps}",
+            f"train.log_every={10 * steps}", f"train.val_every={10 * steps}", "train.val_clips=1",
+            "tracking.enabled=false", f"runtime.threads={threads}"]
+    return ["--params-dir", str(ROOT / "params"), *(arg for item in sets for arg in ("--set", item))]
 
 
-def _prepare(steps: int, batch_size: int) -> None:
-    """``bench/scratch/ddp_scaling``: params on the ``shapes`` profile, and the exported data."""
-    params = SCRATCH / "params"
-    if params.exists():
-        shutil.rmtree(params)
-    shutil.copytree(ROOT / "params", params)
-    _edit(params / "datasets" / "shapes.yaml", {"profile": "shapes"})
-    _edit(params / "defaults.yaml", {"tracking.enabled": False})
-    _edit(params / "profiles" / "shapes.yaml", {
-        "train.max_steps": steps, "train.batch_size": batch_size, "train.checkpoint_every": 10 * steps,
-        "train.log_every": 10 * steps, "train.val_every": 10 * steps, "train.val_clips": 1,
-    })
+def _prepare() -> None:
+    """``bench/scratch/ddp_scaling/data/shapes``: the exported data (once)."""
     if not (SCRATCH / "data" / "shapes" / "meta.json").is_file():
-        _run([sys.executable, "-m", "slotbench", "export", "--dataset", "shapes", "--no-progress"], threads=2)
+        _run([sys.executable, "-m", "slotbench", "export", "--dataset", "shapes", "--params-dir", str(ROOT / "params"),
+              "--no-progress"], threads=2)
 
 
 def _run(cmd: list[str], threads: int) -> None:
@@ -72,17 +60,15 @@ def _run(cmd: list[str], threads: int) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
 
-def measure(processes: int, threads: int) -> dict:
+def measure(processes: int, threads: int, steps: int, batch_size: int) -> dict:
     """Train once with ``processes`` x ``threads``; the run's ``train.json`` numbers."""
-    _edit(SCRATCH / "params" / "defaults.yaml", {"resources.train.processes": processes,
-                                                 "resources.train.gpus_per_process": 0,
-                                                 "runtime.threads": threads})
     run_dir = SCRATCH / "results" / "shapes" / "savi" / "seed0"
     shutil.rmtree(run_dir, ignore_errors=True)
     launch = ([sys.executable, "-m", "slotbench"] if processes == 1 else
               [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
                "-m", "slotbench"])
-    _run(launch + ["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"], threads)
+    _run(launch + ["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress",
+                   *_settings(steps, batch_size, threads)], threads)
     summary = json.loads((run_dir / "train.json").read_text())
     return {"processes": processes, "threads_per_process": threads, "clips_per_s": summary["clips_per_s"],
             "wall_time_s": summary["wall_time_s"], "steps": summary["steps"], "train_loss": summary["train_loss"]}
@@ -122,9 +108,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     SCRATCH.mkdir(parents=True, exist_ok=True)
-    _prepare(args.steps, args.batch_size)
+    _prepare()
     load_before = round(os.getloadavg()[0], 2)
-    cases = [measure(p, t) for p, t in CASES]
+    cases = [measure(p, t, args.steps, args.batch_size) for p, t in CASES]
     record = {
         "benchmark": "ddp_scaling",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

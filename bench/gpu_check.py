@@ -61,7 +61,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -429,16 +428,13 @@ def dag_case(mode: Mode, budget: float, folder: Path) -> dict:
     project = folder / "dag"
     project.mkdir()
     shutil.copy(ROOT / "Snakefile", project)
-    for name in ("workflow", "src", "params"):
+    for name in ("workflow", "src"):
         shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    defaults = project / "params" / "defaults.yaml"
-    params = yaml.safe_load(defaults.read_text())
-    params["runtime"]["device"] = mode.device.type
-    params["tracking"]["enabled"] = False
-    defaults.write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "params").symlink_to(ROOT / "params")  # read as they are: the run's settings go on the command line
     target = DAG_TARGET[mode.dry]
     cores = str(min(8, os.cpu_count() or 1))
-    cmd = [sys.executable, "-m", "snakemake", target, "--cores", cores, "--config", "profile=tiny"]
+    cmd = [sys.executable, "-m", "snakemake", target, "--cores", cores, "--config", "profile=tiny",
+           f"set=[runtime.device={mode.device.type}, tracking.enabled=false]"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "SLOTBENCH_OFFLINE": "1"}  # no weight downloads: LPIPS and FVD cells stay empty with their reasons
     log = project / "snakemake.log"

@@ -4,7 +4,8 @@ the embedded ``shapes`` data for many steps, next to segmentation baselines that
 Each model runs the real stages (``slotbench export / tokenizer / train / eval-seg / eval-recon``)
 in its own scratch project ``bench/scratch/learning_shapes/<model>/``, reading the repository's
 ``params/`` with the run lengths of this benchmark set on the command line (``slotbench <stage> --set``:
-``--steps``, ``--tokenizer-steps``, ``--val-every``; ``--threads`` sets ``runtime.threads``) and
+``--steps``, ``--tokenizer-steps``, ``--val-every``; ``--threads`` sets ``runtime.threads``; ``--set``
+passes any other parameter on, e.g. ``train.cpu_amp=bf16``) and
 MLflow tracking into the scratch project, so that the validation curves can be read back.
 Everything is resumable: a stage whose output exists is skipped, and an interrupted training continues
 from its last checkpoint (``train.checkpoint_every``), so re-running the same command after a kill, a
@@ -32,7 +33,8 @@ The chains of the models are independent: two can run side by side on two cores 
 (``--models savi`` and ``--models steve slotdiffusion``); ``--report-only`` collects what exists.
 
 Usage: ``python bench/learning_shapes.py [--models savi steve slotdiffusion] [--steps N]
-[--tokenizer-steps N] [--val-every N] [--threads 1] [--fresh] [--report-only]``
+[--tokenizer-steps N] [--val-every N] [--threads 1] [--set KEY=VALUE] [--fresh] [--report-only]
+[--scratch DIR] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -89,14 +91,17 @@ def run_lengths(args, model: str) -> dict:
                "runtime.threads": args.threads}
     if TOKENIZER[model]:
         lengths[f"{TOKENIZER[model]}.train.max_steps"] = args.tokenizer_steps
+    if args.set:
+        lengths["set"] = list(args.set)
     return lengths
 
 
 def overrides(project: Path, model: str, lengths: dict) -> dict[str, list[str]]:
-    """The ``--set`` options of each stage of ``model``: the run lengths, and MLflow tracking into the
-    project (the repository's ``params/`` are read as they are, never copied)."""
+    """The ``--set`` options of each stage of ``model``: the run lengths, MLflow tracking into the
+    project and the benchmark's own ``--set`` options (the repository's ``params/`` are read as they
+    are, never copied)."""
     common = [f"runtime.threads={lengths['runtime.threads']}", "tracking.enabled=true",
-              f"tracking.uri=sqlite:///{project / 'results' / 'mlflow.db'}"]
+              f"tracking.uri=sqlite:///{project / 'results' / 'mlflow.db'}", *lengths.get("set", [])]
     profile = resolve(DATASET, model, PARAMS)["train"]
     steps, val_every = lengths["train.max_steps"], lengths["train.val_every"]
     sets = {"export": [], "eval": common,
@@ -227,6 +232,7 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
         "val_fg_ari_slope_per_1k_steps": val_slope(curves["val"]),
         "val_mbo_slope_per_1k_steps": val_slope(curves["val"], "mbo"),
         "last_validation": train["validation"], "curves_missing": why,
+        "set": json.loads((project / "run_lengths.json").read_text()).get("set", []),
     }
     if TOKENIZER[model]:
         tok = json.loads((project / "results" / DATASET / TOKENIZER[model] / "train.json").read_text())
@@ -361,6 +367,8 @@ def markdown(result: dict, models: list[str]) -> str:
              f"`{json.dumps(result['dataset']['synthetic'])}`; {result['num_slots']} slots.", "",
              f"Test split, x100, {result['metrics']}. CPU hours: user + system time of every stage "
              "(tokenizer included).", "",
+             *(f"{LABEL[model]} ran with `--set {' --set '.join(result[model]['set'])}`." for model in models
+               if result[model].get("set")), "",
              "| method | protocol | steps | FG-ARI | mIoU | mBO | MSE | PSNR | SSIM | CPU h "
              "| val FG-ARI slope / 1k steps |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -389,6 +397,9 @@ def main() -> None:
     parser.add_argument("--tokenizer-steps", type=int, default=2000, help="the dVAE's / VQ-VAE's train.max_steps")
     parser.add_argument("--val-every", type=int, default=500, help="steps between validation passes (the curves)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per stage (runtime.threads)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter for the tokenizer, train and eval stages (repeatable), as "
+                             "`slotbench <stage> --set`: e.g. train.cpu_amp=bf16")
     parser.add_argument("--fresh", action="store_true", help="start the given models again from nothing")
     parser.add_argument("--report-only", action="store_true", help="only collect what exists into the results")
     parser.add_argument("--scratch", type=Path, default=SCRATCH, help="scratch root (default: %(default)s)")

@@ -77,6 +77,8 @@ def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
     edit_yaml(project / "params/profiles/tiny.yaml", "train.checkpoint_every", 2)
     edit_yaml(project / "params/defaults.yaml", "eval.sampler", "ddim")
     assert "Nothing to be done" in _snakemake(project, "-n", TARGET)
+    # a parameter set for one run on the command line re-runs what reads it, like an edited file
+    assert _planned_rules(_snakemake(project, "-n", TARGET, "--config", "set=[eval.num_videos=2]")) == EVALUATION
 
     edit_yaml(project / "params/profiles/tiny.yaml", "eval.num_videos", 2)
     assert _planned_rules(_snakemake(project, "-n", TARGET)) == EVALUATION
@@ -94,6 +96,24 @@ def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
     assert "Nothing to be done" in _snakemake(project, "-n", steve)
     edit_yaml(project / "params/profiles/tiny.yaml", "per_tokenizer.dvae.tokenizer.vocab_size", 8)
     assert _planned_rules(_snakemake(project, "-n", steve)) == {"tokenizer", "train"} | EVALUATION
+
+
+def test_config_set_goes_to_the_jobs_whose_configuration_has_it(tmp_path):
+    """``--config set=[...]``: each job gets the ``--set`` options of the sections it reads (the
+    export only ``dataset``, a tokenizer no ``model``); a section no stage reads stops the run."""
+    project = _project(tmp_path)
+    sets = "set=[dataset.video_len=8, train.max_steps=3, 'model.encoder.channels=[8, 8]']"
+    out = _snakemake(project, "-n", "-p", "results/shapes/steve/table.csv", "--config", sets)
+    commands = {line.split()[5]: line for line in out.splitlines() if line.startswith("Shell command:")}
+    assert "--set dataset.video_len=8" in commands["export"] and "max_steps" not in commands["export"]
+    assert "--set train.max_steps=3" in commands["tokenizer"] and "model.encoder" not in commands["tokenizer"]
+    for stage in ("train", "eval-seg", "eval-recon", "fvd"):
+        assert "--set train.max_steps=3" in commands[stage]
+        assert "--set 'model.encoder.channels=[8, 8]'" in commands[stage]
+    assert "--set" not in commands["table"]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-n", TARGET, "--config",
+                           "set=[grid.models=savi]"], cwd=project, env=_env(), capture_output=True, text=True)
+    assert proc.returncode != 0 and "--set grid.models: no stage reads these" in proc.stdout + proc.stderr
 
 
 def test_dvc_repro_runs_the_same_stages_and_reruns_only_stale_ones(tmp_path):

@@ -4,17 +4,21 @@
 # same clear error the command line gives, before any job runs.
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
 from slotbench import paths
-from slotbench.config import RunConfigs, load_resources
+from slotbench.config import RunConfigs, load_resources, parse_overrides
 from slotbench.jobs import SHELL_PREFIX, command_prefix, snakemake_resources
 from slotbench.pipeline import STAGES, stage_code
 
 shell.prefix(SHELL_PREFIX)  # defines log_to: tee that outlives SLURM's SIGTERM to the job
 PARAMS_DIR = paths.PARAMS_DIR
-CONFIGS = RunConfigs(PARAMS_DIR)
+# `--config set=[train.max_steps=5,tracking.enabled=false]`: parameters for this run only, each given
+# as `--set` to the jobs whose configuration has its section (checked here, before any job runs)
+SET = [config["set"]] if isinstance(config.get("set"), str) else list(config.get("set") or [])
+CONFIGS = RunConfigs(PARAMS_DIR, parse_overrides(SET))
 GRID = CONFIGS.grid
 RESOURCES = load_resources(PARAMS_DIR)
 PYTHON = sys.executable  # the interpreter running Snakemake (the project's virtual environment)
@@ -83,4 +87,8 @@ def stage_shell(stage):
     training stage whose resources ask for several processes), its output copied to the log."""
     declared = STAGES[stage]
     flags = " ".join(f"--{w} {{wildcards.{w}}}" for w in declared.wildcards)
+    given = CONFIGS.stage_overrides(stage)
+    sets = [item for item in SET if item.partition("=")[0] in given]
+    if sets:  # quoted for the shell, braces doubled for Snakemake's formatting
+        flags += " " + " ".join("--set " + shlex.quote(item).replace("{", "{{").replace("}", "}}") for item in sets)
     return f"{command_prefix(RESOURCES, stage, PYTHON)} {declared.command} {flags} 2>&1 | log_to {{log}}"

@@ -449,13 +449,33 @@ class RunConfigs:
 
     Args:
         params_dir: the parameter folder.
-        overrides: ``--set`` values (:func:`parse_overrides`), applied to every resolution.
+        overrides: ``--set`` values (:func:`parse_overrides`; ``snakemake --config set=[...]``), each
+            applied to every resolution that has its section.
     """
 
     def __init__(self, params_dir: str | Path = "params", overrides: dict[str, Any] | None = None):
         self.params_dir = Path(params_dir)
         self.overrides = overrides or {}
+        unknown = sorted(k for k in self.overrides if k.split(".")[0] not in defs.RESOLVED)
+        if unknown:
+            raise ParamsError(f"--set {', '.join(unknown)}: no stage reads these; a workflow-wide --set takes the "
+                              f"sections {', '.join(defs.RESOLVED)} (edit params/defaults.yaml for the rest)")
         self._cache: dict[tuple, dict] = {}
+
+    def stage_overrides(self, stage: str) -> dict[str, Any]:
+        """The overrides a job of ``stage`` is given (``--set``): those of the sections its
+        configuration has (a tokenizer's has no ``model``, ``eval`` or ``fvd``; the export reads
+        ``dataset`` only); none for a stage that takes no ``--set``."""
+        declared = STAGES[stage]
+        if not declared.settable:
+            return {}
+        if "model" in declared.wildcards:
+            sections = defs.RESOLVED
+        elif "tokenizer" in declared.wildcards:
+            sections = defs.RESOLVED_TOKENIZER
+        else:
+            sections = {"dataset": None}
+        return {k: v for k, v in self.overrides.items() if k.split(".")[0] in sections}
 
     @cached_property
     def grid(self) -> dict:
@@ -463,8 +483,9 @@ class RunConfigs:
 
     def _pair(self, kind: str, dataset: str, name: str) -> dict:
         if (kind, dataset, name) not in self._cache:
-            fn = resolve if kind == "model" else resolve_tokenizer
-            self._cache[kind, dataset, name] = fn(dataset, name, self.params_dir, self.overrides)
+            fn, schema = (resolve, defs.RESOLVED) if kind == "model" else (resolve_tokenizer, defs.RESOLVED_TOKENIZER)
+            overrides = {k: v for k, v in self.overrides.items() if k.split(".")[0] in schema}
+            self._cache[kind, dataset, name] = fn(dataset, name, self.params_dir, overrides)
         return self._cache[kind, dataset, name]
 
     def model(self, dataset: str, model: str) -> dict:
