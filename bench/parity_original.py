@@ -2,7 +2,8 @@
 
 For each network (SAVi, dVAE, STEVE, VQ-VAE, SlotDiffusion) and each MOVi dataset, this builds
 the original network from the original reference config (code read at run time from the
-checkouts named by ``SLOTDIFFUSION_REPO`` and ``NERV_REPO``, see ``bench/original_code.py``),
+checkouts named by ``SLOTDIFFUSION_REPO`` and ``NERV_REPO``, else ``bench/scratch/original/*``, see
+``bench/original_code.py``),
 initialises it with a fixed seed (parameters the original zero-initialises are refilled with
 small random values, see :func:`fill_zero_init`), saves it as nerv's trainer does (a full training checkpoint
 ``model_{it}.pth``), imports that file with ``slotbench import-original``'s code, and runs both
@@ -78,7 +79,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from machine import cpu_model
-from original_code import OriginalCode, original_steps
+from original_code import OriginalCode, original_steps, use_local_checkouts
 from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -90,6 +91,8 @@ from slotbench.data.storage import SplitWriter, write_meta
 from slotbench.interop.original import convert_state, import_original
 from slotbench.interop.original_keys import EMBEDDED_TOKENIZER, target
 from slotbench.metrics.lpips import LPIPS
+from slotbench.models import dvae as sb_dvae
+from slotbench.models import steve as sb_steve
 from slotbench.models.diffusion import dpm_solver_pp_sample, make_noise
 from slotbench.models.frame_tokenizer import FrameTokenizer
 from slotbench.training import loop
@@ -402,6 +405,25 @@ def _to_weight_dtype(layer: torch.nn.Module, args: tuple) -> tuple:
     return tuple(a.to(layer.weight.dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
 
+@contextlib.contextmanager
+def original_draws():
+    """slotbench's training draws its random numbers as the original does, so that the same seed
+    gives the same noise: the dVAE's Gumbel noise from ``exponential_`` (slotbench draws ``-log(U)``,
+    the same law, faster) and STEVE's attention dropout over the whole ``L x L`` weight matrix
+    (slotbench draws it only for the causal blocks). Those faster draws are tested for their law in
+    ``tests/test_dvae.py`` and ``tests/test_steve.py``; this checks the rest of the training."""
+    def exponential_gumbel(like):
+        tiny = torch.finfo(like.dtype).tiny
+        return -(torch.empty_like(like, memory_format=torch.contiguous_format).exponential_() + tiny).log()
+
+    def whole_matrix(q, k, v, dropout_p, block=None):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+
+    with mock.patch.object(sb_dvae, "gumbel_noise", exponential_gumbel), \
+            mock.patch.object(sb_steve, "causal_attention_in_blocks", whole_matrix):
+        yield
+
+
 def float64_ready(model: torch.nn.Module) -> None:
     """Let the original ``model`` (cast to float64) run in float64 where it pins float32 for its
     fp16 training: the floating inputs of every linear and convolution layer are cast to the
@@ -616,7 +638,8 @@ def train_run(code: OriginalCode, pair: Pair, args, conv_dropout: bool = True) -
         ref, _ = convert_state(network, {**initial, **snapshots[k]}, inner)
         return {"weights": weight_diff(ref, trainable(inner))}
 
-    sb = run_slotbench(model, extra, cfg, root, args.seed, batches, against_original)
+    with original_draws():
+        sb = run_slotbench(model, extra, cfg, root, args.seed, batches, against_original)
     rows = [_step_row(k, o, d, s) for k, (o, d, s) in enumerate(zip(f32, f64, sb, strict=True))]
     return {"dataset": pair.dataset, "network": network, "variant": None if conv_dropout else CONV_DROPOUT[network][0],
             "steps": rows, "schedule": schedule, "batch_shape": list(batches[0].shape),
@@ -721,12 +744,18 @@ def small_run(code: OriginalCode, name: str, seed: int) -> tuple[dict, dict]:
 
 # ----------------------------------------------------------------------------- report
 def _git_head(path: Path, variable: str) -> str | None:
-    """The checkout's commit; for a copy without ``.git`` (``git archive``), ``$variable`` if set."""
-    try:
-        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+    """The checkout's commit; for a copy without ``.git`` (``git archive``; inside another repository,
+    such as ``bench/scratch/original/*`` in this one, git would name that repository's), ``$variable``
+    if set."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
                               check=True).stdout.strip()
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() == Path(path).resolve():
+            return git("rev-parse", "HEAD")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get(variable)
+        pass
+    return os.environ.get(variable)
 
 
 def markdown(record: dict) -> str:
@@ -790,7 +819,9 @@ def train_markdown(section: dict) -> list[str]:
               f"the first {st['steps']} steps of a {st['schedule_steps']}-step schedule, so that the warm-up and "
               f"the cosine both occur. Dropout is on and seeded identically: both seed every step with "
               f"slotbench's `micro_batch_seed(seed, step, 0)` and draw the dropout masks, Gumbel noise and "
-              f"diffusion timesteps / noise in the same order. The original gets each batch contiguous, as its "
+              f"diffusion timesteps / noise in the same order (slotbench's own faster draws of the same laws, "
+              f"the dVAE's Gumbel noise from uniforms and STEVE's attention dropout for the causal blocks only, "
+              f"give way to the original's here: `original_draws`). The original gets each batch contiguous, as its "
               f"data loader makes it; slotbench's loop gets its own `to_model_input` view, whose memory is in "
               f"channels-last order, so its convolutions run other CPU kernels (round-off), and its "
               f"convolution activations stay channels-last where the original's are contiguous: a dropout "
@@ -918,6 +949,7 @@ def _train_and_print(code: OriginalCode, pair: Pair, args, conv_dropout: bool) -
 def main() -> None:
     args = _arguments()
     torch.set_grad_enabled(False)
+    use_local_checkouts()  # bench/scratch/original/* where the variables are unset
     code = OriginalCode()
     previous = _previous()
     record = previous if args.only_train and previous else {

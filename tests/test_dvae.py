@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from slotbench.models import DVAE, build_tokenizer
 from slotbench.models.common import count_parameters
-from slotbench.models.dvae import Conv2dBlock, gumbel_softmax, gumbel_tau
+from slotbench.models.dvae import Conv2dBlock, gumbel_noise, gumbel_softmax, gumbel_tau
 
 REF = dict(name="dvae", vocab_size=4096, hidden_channels=64)
 TINY = dict(name="dvae", vocab_size=32, hidden_channels=16)
@@ -86,6 +87,22 @@ def test_gumbel_softmax():
     assert peaked[0, 1] > 0.999
     with pytest.raises(ValueError):
         gumbel_softmax(logits, tau=0.0)
+
+
+def test_gumbel_noise_is_standard_gumbel():
+    """The noise drawn through ``-log(U)`` has the standard Gumbel law (KS test against SciPy's
+    ``gumbel_r``) and the law of the reference's ``-log(Exp(1) + tiny)`` draw (two-sample KS)."""
+    from scipy import stats
+
+    torch.manual_seed(0)
+    noise = gumbel_noise(torch.empty(4, 64, 32, 32))
+    assert noise.shape == (4, 64, 32, 32) and torch.isfinite(noise).all()
+    sample = noise.flatten()[:200_000].double().numpy()
+    assert stats.kstest(sample, stats.gumbel_r.cdf).pvalue > 1e-3
+    tiny = torch.finfo(torch.float32).tiny
+    reference = -(torch.empty(200_000).exponential_() + tiny).log()
+    assert stats.ks_2samp(sample, reference.double().numpy()).pvalue > 1e-3
+    assert abs(sample.mean() - np.euler_gamma) < 0.01 and abs(sample.var() - np.pi**2 / 6) < 0.02
 
 
 def test_gumbel_tau_schedule():

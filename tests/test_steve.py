@@ -12,7 +12,7 @@ from conftest import reference_config
 
 from slotbench.models import STEVE, build_model, build_tokenizer
 from slotbench.models.common import count_parameters
-from slotbench.models.steve import STEVETransformerDecoder, explicit_attention
+from slotbench.models.steve import STEVETransformerDecoder, causal_attention_in_blocks, explicit_attention
 from slotbench.training.tasks import param_groups
 
 # the reference configurations come from params/ (the single source of truth)
@@ -230,6 +230,65 @@ def test_sdpa_equals_explicit_attention():
     model.trans_decoder.attn_impl = "flash9"
     with pytest.raises(ValueError):
         model(video)
+
+
+@pytest.mark.parametrize("block", [1, 3, 4, 10, 16])
+def test_causal_attention_in_blocks_without_dropout_is_causal_attention(block):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    full = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    blocks = causal_attention_in_blocks(q, k, v, 0.0, block)
+    torch.testing.assert_close(blocks, full)
+    weights = torch.randn_like(full)
+    grads_full = torch.autograd.grad((full * weights).sum(), (q, k, v))
+    grads_blocks = torch.autograd.grad((blocks * weights).sum(), (q, k, v))
+    for a, b in zip(grads_blocks, grads_full):
+        torch.testing.assert_close(a, b)
+
+
+def test_causal_attention_in_blocks_drops_each_causal_weight_independently():
+    """With ``v`` the identity the output rows are the attention weights after dropout: every weight
+    is either dropped (0) or the full causal softmax's divided by ``1 - p``; nothing above the
+    diagonal; the dropped share is ``p`` (binomial bounds); future keys change nothing before them."""
+    torch.manual_seed(0)
+    length, p = 40, 0.3
+    q, k = torch.randn(4, 8, length, 16, dtype=torch.float64), torch.randn(4, 8, length, 16, dtype=torch.float64)
+    eye = torch.eye(length, dtype=torch.float64).expand(4, 8, length, length)
+    weights = F.scaled_dot_product_attention(q, k, eye, is_causal=True)
+    dropped = causal_attention_in_blocks(q, k, eye, p, block=16)
+    lower = torch.ones(length, length, dtype=torch.bool).tril().expand_as(weights)
+    assert torch.all(dropped[~lower] == 0)
+    kept = dropped[lower] != 0
+    torch.testing.assert_close(dropped[lower][kept], weights[lower][kept] / (1 - p))
+    n = lower.sum().item()
+    share = 1 - kept.double().mean().item()
+    assert abs(share - p) < 5 * (p * (1 - p) / n) ** 0.5
+    # the same draws with the last 10 keys changed: the first 30 rows are unchanged
+    torch.manual_seed(1)
+    before = causal_attention_in_blocks(q, k, eye, p, block=16)
+    k2 = k.clone()
+    k2[..., 30:, :] += 5.0
+    torch.manual_seed(1)
+    after = causal_attention_in_blocks(q, k2, eye, p, block=16)
+    torch.testing.assert_close(after[..., :30, :], before[..., :30, :])
+
+
+def test_training_self_attention_runs_in_blocks(monkeypatch):
+    """STEVE in training mode (dropout > 0) takes the block path; in eval mode the fused one."""
+    import slotbench.models.steve as steve
+
+    calls = []
+    real = steve.causal_attention_in_blocks
+    monkeypatch.setattr(steve, "causal_attention_in_blocks", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    model = _tiny()
+    model.trans_decoder.train()
+    model(_video())
+    assert len(calls) == len(model.trans_decoder.blocks)
+    calls.clear()
+    model.eval()
+    with torch.no_grad():
+        model(_video())
+    assert not calls
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "explicit"])

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Conv2dBlock", "DVAE", "gumbel_softmax", "gumbel_tau"]
+__all__ = ["Conv2dBlock", "DVAE", "gumbel_noise", "gumbel_softmax", "gumbel_tau"]
 
 DOWN_FACTOR = 4
 
@@ -69,17 +69,28 @@ class Conv2dBlock(nn.Module):
         return F.relu(F.group_norm(self.m(x), 1, self.weight, self.bias, eps=1e-5))
 
 
+def gumbel_noise(like: Tensor) -> Tensor:
+    """Standard Gumbel noise shaped like ``like``: the reference's ``-log(E + tiny)``, ``E ~ Exp(1)``.
+
+    ``E`` is drawn as ``-log(U)``, ``U`` uniform on ``[tiny, 1)`` (the same distribution), in place:
+    PyTorch's CPU ``exponential_`` takes 4.7x the time of ``uniform_`` and two in-place logs (771
+    against 165 ms for the 25 M values of one reference dVAE step, 2-core AMD EPYC, 1 thread). Drawn
+    in logical order whatever the memory format of ``like`` (the same draw channels-last).
+    """
+    tiny = torch.finfo(like.dtype).tiny
+    noise = torch.empty_like(like, memory_format=torch.contiguous_format).uniform_(tiny, 1.0)
+    return noise.log_().neg_().add_(tiny).log_().neg_()
+
+
 def gumbel_softmax(logits: Tensor, tau: float, hard: bool = False, dim: int = 1) -> Tensor:
-    """Gumbel-softmax relaxation with the reference's noise ``-log(E + tiny)``, ``E ~ Exp(1)``.
+    """Gumbel-softmax relaxation with the reference's noise (:func:`gumbel_noise`).
 
     ``hard=True`` returns the straight-through one-hot (forward: one-hot of the argmax of the
     soft sample; backward: the soft sample's gradient).
     """
     if tau <= 0:
         raise ValueError(f"gumbel temperature must be > 0, got {tau}")
-    tiny = torch.finfo(logits.dtype).tiny
-    # drawn in logical order whatever the memory format of ``logits`` (the same draw channels-last)
-    gumbels = -(torch.empty_like(logits, memory_format=torch.contiguous_format).exponential_() + tiny).log()
+    gumbels = gumbel_noise(logits)
     y_soft = ((logits + gumbels) / tau).softmax(dim)
     if not hard:
         return y_soft
