@@ -4,7 +4,6 @@ common mistakes end in one sentence with the fix (exit status 2), never a traceb
 from __future__ import annotations
 
 import pytest
-from conftest import edit_yaml
 
 from slotbench.cli import build_parser, main
 
@@ -60,8 +59,8 @@ def test_missing_weights_name_the_stage_that_makes_them(tiny_data, capsys):
 
 
 def test_cuda_asked_without_a_gpu(tiny_data, capsys):
-    edit_yaml(tiny_data.parents[1] / "params/defaults.yaml", "runtime.device", "cuda")
-    err = _error(["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"], capsys)
+    err = _error(["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress",
+                  "--set", "runtime.device=cuda"], capsys)
     assert "no CUDA GPU is visible" in err and "runtime.device: auto or cpu" in err
 
 
@@ -76,8 +75,8 @@ def test_a_checkpoint_in_another_runs_folder_is_refused(tiny_data, capsys):
     """A model.pt copied or imported into the wrong results folder is not evaluated as that run."""
     import shutil
 
-    edit_yaml(tiny_data.parents[1] / "params/profiles/tiny.yaml", "train.max_steps", 1)
-    assert main(["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress"]) == 0
+    assert main(["train", "--dataset", "shapes", "--model", "savi", "--seed", "0", "--no-progress",
+                 "--set", "train.max_steps=1"]) == 0
     for model, seed in (("steve", 0), ("savi", 1)):
         wrong = tiny_data.parents[1] / f"results/shapes/{model}/seed{seed}/model.pt"
         wrong.parent.mkdir(parents=True)

@@ -11,7 +11,6 @@ import sys
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import edit_yaml
 
 from slotbench import checkpoint
 from slotbench.config import resolve
@@ -19,7 +18,8 @@ from slotbench.data.dataset import StepBatchSampler
 from slotbench.jobs import command_prefix, snakemake_resources
 from slotbench.training import distributed, loop
 
-TINY = ("params", "profiles", "tiny.yaml")
+#: the run of every test here: the tiny profile, 6 steps
+STEPS = {"train.max_steps": 6}
 
 
 def _free_port() -> int:
@@ -43,7 +43,8 @@ class _StopAtStep4OnRank1(loop._StopRequest):
         pass
 
 
-def _worker(rank: int, port: int, params_dir: str, data_root: str, run_dir: str, seed: int, stop: bool) -> None:
+def _worker(rank: int, port: int, params_dir: str, data_root: str, run_dir: str, seed: int, stop: bool,
+            overrides: dict) -> None:
     """One of 2 gloo processes, as torchrun would start it."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
@@ -51,13 +52,13 @@ def _worker(rank: int, port: int, params_dir: str, data_root: str, run_dir: str,
     if stop:
         loop._StopRequest = _StopAtStep4OnRank1
     try:
-        loop.train(resolve("shapes", "savi", params_dir), data_root, run_dir, seed=seed, progress=False)
+        loop.train(resolve("shapes", "savi", params_dir, overrides), data_root, run_dir, seed=seed, progress=False)
     except SystemExit as exc:
         assert "SIGTERM received: checkpoint of step 4" in str(exc)
 
 
-def _two_processes(project, tiny_data, run_dir, seed: int, stop: bool = False) -> None:
-    mp.spawn(_worker, args=(_free_port(), str(project / "params"), str(tiny_data), str(run_dir), seed, stop),
+def _two_processes(project, tiny_data, run_dir, seed: int, overrides: dict, stop: bool = False) -> None:
+    mp.spawn(_worker, args=(_free_port(), str(project / "params"), str(tiny_data), str(run_dir), seed, stop, overrides),
              nprocs=2, join=True)
 
 
@@ -66,21 +67,19 @@ def _assert_same_weights(a, b) -> None:
         assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
 
 
-def _one_process_with_accumulation(project, tiny_data, seed: int):
+def _one_process_with_accumulation(project, tiny_data, seed: int, overrides: dict):
     """The reference: 1 process, the global batch of 4 as 2 accumulated micro-batches of 2."""
-    edit_yaml(project.joinpath(*TINY), "train.grad_accum_steps", 2)
     run = project / "results" / "single"
-    summary = loop.train(resolve("shapes", "savi", project / "params"), tiny_data, run, seed=seed, progress=False)
-    edit_yaml(project.joinpath(*TINY), "train.grad_accum_steps", 1)
+    cfg = resolve("shapes", "savi", project / "params", {**overrides, "train.grad_accum_steps": 2})
+    summary = loop.train(cfg, tiny_data, run, seed=seed, progress=False)
     return summary, checkpoint.load(run / "model.pt")["model"]
 
 
 def test_two_processes_match_one_process_on_the_same_global_batch(project, tiny_data):
-    edit_yaml(project.joinpath(*TINY), "train.max_steps", 6)
-    single, single_weights = _one_process_with_accumulation(project, tiny_data, seed=1)
+    single, single_weights = _one_process_with_accumulation(project, tiny_data, seed=1, overrides=STEPS)
 
     run = project / "results" / "ddp"
-    _two_processes(project, tiny_data, run, seed=1)
+    _two_processes(project, tiny_data, run, seed=1, overrides=STEPS)
     ddp = checkpoint.load(run / "model.pt")
     _assert_same_weights(single_weights, ddp["model"])
     summary = json.loads((run / "train.json").read_text())
@@ -92,19 +91,19 @@ def test_two_processes_match_one_process_on_the_same_global_batch(project, tiny_
 
 def test_ddp_stops_together_and_resumes_under_torchrun(project, tiny_data):
     """Rank 1 alone sees SIGTERM: both stop after rank 0's checkpoint; torchrun then resumes the run."""
-    edit_yaml(project.joinpath(*TINY), "train.max_steps", 6)
-    edit_yaml(project.joinpath(*TINY), "train.checkpoint_every", 100)
-    _, single_weights = _one_process_with_accumulation(project, tiny_data, seed=2)
+    overrides = {**STEPS, "train.checkpoint_every": 100}
+    _, single_weights = _one_process_with_accumulation(project, tiny_data, seed=2, overrides=overrides)
 
     run = project / "results" / "shapes" / "savi" / "seed2"
-    _two_processes(project, tiny_data, run, seed=2, stop=True)
+    _two_processes(project, tiny_data, run, seed=2, overrides=overrides, stop=True)
     assert [p.name for p in checkpoint.scratch_checkpoints(run / "_work")] == ["ckpt_00000004.pt"]
     assert not (run / "model.pt").exists()
 
     resources = {"train": {"processes": 2, "gpus_per_process": 0, "cpus_per_process": 1, "mem_mb": 1,
                            "runtime_min": 1}}
     cmd = (command_prefix(resources, "train", sys.executable).split()
-           + ["train", "--dataset", "shapes", "--model", "savi", "--seed", "2", "--no-progress"])
+           + ["train", "--dataset", "shapes", "--model", "savi", "--seed", "2", "--no-progress"]
+           + [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")])
     done = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

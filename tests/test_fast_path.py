@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from conftest import copy_params, edit_yaml
+from conftest import copy_params
 
 from slotbench import checkpoint, cli
 from slotbench.config import resolve, resolve_tokenizer
@@ -153,13 +153,10 @@ def test_training_with_channels_last_and_compile_matches_the_plain_run(project, 
     import shutil
 
     shutil.rmtree(run)
-    defaults = project / "params" / "defaults.yaml"
-    edit_yaml(defaults, "runtime.channels_last", True)
-    edit_yaml(defaults, "runtime.compile", True)
     monkeypatch.setattr(torch, "compile", lambda module, **k: (lambda *a, **kw: (_ for _ in ()).throw(
         RuntimeError("no compiler"))))
     with pytest.warns(UserWarning, match="no compiler"):
-        assert cli.main(args) == 0
+        assert cli.main([*args, "--set", "runtime.channels_last=true", "--set", "runtime.compile=true"]) == 0
     fast = json.loads((run / "train.json").read_text())
     assert fast["fast_path"]["channels_last"] is True
     assert fast["fast_path"]["compile"].startswith("eager (compile failed")

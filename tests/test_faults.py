@@ -226,14 +226,13 @@ def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(stage, args, case, tmp_
             _fvd_inputs(ref)
     killed = tmp_path / "killed"
     shutil.copytree(ref, killed)  # the same inputs, before the stage ran
-    if stage == "train+mlflow":
-        edit_yaml(killed / "params" / "defaults.yaml", "tracking.enabled", True)
+    killed_args = [*args, "--set", "tracking.enabled=true"] if stage == "train+mlflow" else args
 
     events = _events(ref, args)
     if stage == "fvd":  # a real number from the stand-in detector, not a null with a reason
         assert isinstance(json.loads((ref / RUN / "fvd_recon.json").read_text())["FVD"], float)
     at = random.Random(f"{stage}-{case}").randint(1, len(events))
-    out = _killed(killed, args, at)
+    out = _killed(killed, killed_args, at)
     print(f"{stage}-{case}: SIGKILL at event {at} of {len(events)}: {events[at - 1]}")
     assert f"SIGKILL at event {at} ({events[at - 1]})" in out
     for rel in OUTPUTS[stage.split("+")[0]]:  # whatever exists after the kill is complete
@@ -243,7 +242,7 @@ def test_sigkill_then_rerun_ends_as_an_uninterrupted_run(stage, args, case, tmp_
         elif path.is_file() and path.suffix == ".json":
             json.loads(path.read_text())
 
-    assert _stage(killed, args) == 0  # the same command again
+    assert _stage(killed, killed_args) == 0  # the same command again
     _same_outputs(stage, ref, killed)
     if stage == "train+mlflow":  # the run left open by the kill is resumed and closed, not duplicated
         import mlflow
@@ -475,9 +474,8 @@ def test_non_finite_stops_clearly_and_keeps_the_last_good_checkpoint(kind, messa
 
 @pytest.mark.parametrize("kind", ["nan", "grad"])
 def test_non_finite_skip_mode_counts_and_finishes_finite(kind, project, tiny_data, monkeypatch):
-    edit_yaml(project / "params" / "defaults.yaml", "train.nonfinite", "skip")
     _poison(monkeypatch, "savi", 2, kind)
-    assert _stage(project, ["train", *SAVI]) == 0
+    assert _stage(project, ["train", *SAVI, "--set", "train.nonfinite=skip"]) == 0
     summary = json.loads((project / RUN / "train.json").read_text())
     assert summary["nonfinite_skipped"] == 1 and summary["steps"] == 6
     assert np.isfinite(summary["train_loss"])  # the skipped step's loss is not averaged in
@@ -512,10 +510,10 @@ def test_bad_params_are_refused_before_any_compute(file, key, value, message, tm
 @pytest.mark.parametrize("key,value,expected", [("video_len", 8, "dataset.video_len: 6 -> 8"),
                                                  ("resolution", 32, "dataset.resolution: 16 -> 32")])
 def test_dataset_of_another_shape_is_refused_at_load(key, value, expected, project, tiny_data, capsys):
-    edit_yaml(project / "params" / "profiles" / "tiny.yaml", f"per_source.synthetic.dataset.{key}", value)
+    sets = ["--set", f"dataset.{key}={value}"]
     if key == "resolution":
-        edit_yaml(project / "params" / "profiles" / "tiny.yaml", "per_model.savi.model.decoder.broadcast_resolution", 8)
-    err = _error(project, ["train", *SAVI], capsys)
+        sets += ["--set", "model.decoder.broadcast_resolution=8"]
+    err = _error(project, ["train", *SAVI, *sets], capsys)
     assert "data/shapes/meta.json: stale export" in err and expected in err, err
     assert "re-export with `slotbench export --dataset shapes`" in err, err
     assert not (project / RUN / "model.pt").exists()
@@ -602,15 +600,14 @@ def test_tracking_credentials_are_used_but_never_written(project, tiny_data, cap
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _FakeMLflow.calls = []
     uri = f"http://alice:{SECRET}@127.0.0.1:{server.server_address[1]}"
-    edit_yaml(project / "params" / "defaults.yaml", "tracking.enabled", True)
-    edit_yaml(project / "params" / "defaults.yaml", "tracking.uri", uri)
+    tracking = ["--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"]
     saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     try:
         for args in (["train", *SAVI], ["eval-seg", *SAVI], ["params", "--dataset", "shapes", "--model", "savi"]):
-            assert _stage(project, args) == 0, args
+            assert _stage(project, [*args, *tracking]) == 0, args
         # the stage as a subprocess too (what Snakemake runs): its stdout and stderr
-        proc = subprocess.run([sys.executable, "-m", "slotbench", "eval-seg", *SAVI], check=False, cwd=project,
-                              capture_output=True, text=True, timeout=300, env=_env())
+        proc = subprocess.run([sys.executable, "-m", "slotbench", "eval-seg", *SAVI, *tracking], check=False,
+                              cwd=project, capture_output=True, text=True, timeout=300, env=_env())
         assert proc.returncode == 0, proc.stderr
     finally:
         server.shutdown()
@@ -624,8 +621,7 @@ def test_tracking_credentials_are_used_but_never_written(project, tiny_data, cap
     assert all(auth == expected_auth for _, _, auth, _ in _FakeMLflow.calls)  # the credentials were used...
     assert not any(SECRET in body for _, _, _, body in _FakeMLflow.calls)  # ...but not logged as a param
     assert "alice:***@127.0.0.1" in printed.out  # `slotbench params` shows the URI redacted
-    leaks = [p for p in project.rglob("*") if p.is_file() and "params" not in p.relative_to(project).parts[:1]
-             and SECRET.encode() in p.read_bytes()]
+    leaks = [p for p in project.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert not leaks, f"the tracking password was written to {leaks}"
     for text in (printed.out, printed.err, proc.stdout, proc.stderr):
         assert SECRET not in text
