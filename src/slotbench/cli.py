@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import paths
+from .interop import original_keys
 from .pipeline import FVD_KINDS, WILDCARD_HELP, by_command
 
 UTILITIES_HELP = """\
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="resolve a (dataset, model) pair; without it, the dataset section only")
     p.add_argument("--tokenizer", help="resolve a (dataset, tokenizer) pair")
     p = sub.add_parser("import-original", help="convert a checkpoint of the original SlotDiffusion code -> model.pt")
-    p.add_argument("--model", required=True, choices=["savi", "steve", "slotdiffusion", "vqvae", "dvae"],
+    p.add_argument("--model", required=True, choices=original_keys.NETWORKS,
                    help="the network the checkpoint holds (STEVE / SlotDiffusion files include their tokenizer)")
     p.add_argument("--dataset", required=True, help="the dataset whose params describe the checkpoint (movi_d, movi_e, "
                    "movi_solid, movi_tex: the reference configurations)")

@@ -399,11 +399,12 @@ def _check_train(cfg: dict, where: str) -> None:
                           "Adam group; set it to null")
 
 
-#: Spatial down-sampling of each tokenizer's token grid (dVAE: 4; VQ-VAE: one halving per extra level).
+#: Spatial down-sampling of a tokenizer's token grid: one halving per level after the first of its
+#: ``channel_mult`` (the VQ-VAE), else a fixed 4x (the dVAE, which has no levels to set).
 def _tokenizer_factor(tok: dict) -> tuple[int, str]:
-    if tok["name"] == "dvae":
-        return 4, "the dVAE's fixed 4x down-sampling"
-    return 2 ** (len(tok["channel_mult"]) - 1), "tokenizer.channel_mult (one halving per level after the first)"
+    if "channel_mult" in tok:
+        return 2 ** (len(tok["channel_mult"]) - 1), "tokenizer.channel_mult (one halving per level after the first)"
+    return 4, f"the {tok['name']}'s fixed 4x down-sampling"
 
 
 def _encoder_factor(enc: dict) -> tuple[int, str]:
@@ -435,8 +436,8 @@ def _check_shapes(cfg: dict, section: str, where: str) -> None:
     if model["num_slots"] > positions:
         raise ParamsError(f"{where}: model.num_slots: {model['num_slots']} slots but the encoder gives only "
                           f"{res // factor}x{res // factor} = {positions} feature positions for them to share")
-    if model["name"] == "savi":
-        dec = model["decoder"]
+    dec = model.get("decoder") or {}
+    if "broadcast_resolution" in dec:  # a spatial-broadcast decoder (SAVi's)
         size, layers = dec["broadcast_resolution"], len(dec["channels"]) - 1
         reachable = {size * 2 ** k for k in range(layers + 1)}  # each layer doubles the size, or keeps it
         if res not in reachable:

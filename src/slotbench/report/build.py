@@ -21,6 +21,7 @@ from .. import checkpoint, paths
 from ..config import load_grid, resolve, resolve_dataset
 from ..evaluation.reconstruction import COMP_DIR, RECON_DIR
 from ..io import read_json, write_text
+from ..models import MODELS
 from ..tracking import flatten
 from ..visualize import colour_ids, matched_segmentation, slot_layers, strip
 from . import html
@@ -31,11 +32,11 @@ from .provenance import source_revision, versions
 
 #: Playback speed of the animations (frames per second).
 FPS = 4.0
-DISPLAY_NAMES = {"savi": "SAVi", "steve": "STEVE", "slotdiffusion": "SlotDiffusion"}
 
 
 def _name(model: str) -> str:
-    return DISPLAY_NAMES.get(model, model)
+    """The model's name as its paper writes it: its class's (``SlotDiffusion`` for ``slotdiffusion``)."""
+    return MODELS[model][0].__name__ if model in MODELS else model
 
 
 def _table_section(dataset: str) -> str:
