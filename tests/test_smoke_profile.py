@@ -5,6 +5,7 @@ on MOVi-D/E exports (TFDS form) and MOVi-Solid/Tex releases (folders of PNGs) at
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, copy_params, edit_yaml
 from PIL import Image
-from test_workflow import _project, _snakemake
+from test_workflow import _project, _run, _snakemake
 
 from slotbench.config import resolve_dataset
 from slotbench.data.subset import resize_video
@@ -83,6 +84,34 @@ def test_tiny_profile_runs_the_dag_on_every_movi_dataset(movi_project):
     # without the switch the same targets are the reference profile's, at their usual place
     dry = _snakemake(movi_project, "-n", "results/movi_e/savi/table.csv")
     assert "runs/tiny" not in dry and "data/movi_e.export.json" in dry
+
+
+def test_dvc_smoke_pipeline_of_another_profile_runs_apart(tmp_path):
+    """``slotbench dvc-yaml --profile tiny`` writes ``runs/tiny/dvc.yaml``: ``dvc repro`` of it runs the
+    whole DAG on the tiny profile with every output under runs/tiny/, in a git repository with the
+    project's .gitignore (git then sees only that pipeline's dvc.yaml and dvc.lock), while the
+    datasets' own profile (here `shapes`) and the main dvc.yaml stay as they are."""
+    project = _project(tmp_path)
+    shutil.copy(REPO / ".gitignore", project / ".gitignore")
+    edit_yaml(project / "params/datasets/shapes.yaml", "profile", "shapes")
+    edit_yaml(project / "params/defaults.yaml", "grid.models", ["savi"])
+    dvc = [sys.executable, "-m", "dvc"]
+    for args in ([sys.executable, "-m", "slotbench", "dvc-yaml"], [sys.executable, "-m", "slotbench", "dvc-yaml",
+                 "--profile", "tiny"], ["git", "init", "-q"], [*dvc, "init", "-q"]):
+        _run(args, project)
+    pipeline = (project / "runs/tiny/dvc.yaml").read_text()
+    assert "SLOTBENCH_PROFILE=tiny slotbench train --dataset shapes --model savi" in pipeline
+    assert "params/profiles/tiny.yaml" in pipeline and "params/profiles/shapes.yaml" not in pipeline
+    main = (project / "dvc.yaml").read_text()
+    assert "params/profiles/shapes.yaml" in main and "runs/" not in main
+    _run([*dvc, "repro", "runs/tiny/dvc.yaml"], project)
+    table = pd.read_csv(project / "runs/tiny/results/shapes/savi/table.csv", dtype={"seed": str})
+    assert list(table["seed"]) == ["0", "mean", "std"] and np.isfinite(table.loc[0, "FG-ARI"])
+    assert json.loads((project / "runs/tiny/data/shapes/meta.json").read_text())["resolution"] == 16
+    assert not (project / "results").exists() and not (project / "data").exists()
+    assert "up to date" in _run([*dvc, "status", "runs/tiny/dvc.yaml"], project)
+    untracked = _run(["git", "status", "--porcelain", "-uall", "runs"], project).split()
+    assert sorted(untracked) == ["??", "??", "runs/tiny/dvc.lock", "runs/tiny/dvc.yaml"]
 
 
 def test_the_profile_replaces_every_datasets_own(monkeypatch):

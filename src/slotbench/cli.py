@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml for the grid in params/defaults.yaml")
     p.add_argument("--params-dir", default=paths.PARAMS_DIR)
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is out of date instead of writing")
+    p.add_argument("--profile", help="write runs/PROFILE/dvc.yaml instead: every dataset on that profile, every "
+                   "output under runs/PROFILE/ (a smoke run: dvc repro runs/PROFILE/dvc.yaml)")
     from .cli_help import describe
 
     describe(sub)
@@ -242,7 +245,12 @@ def _import_original(args: argparse.Namespace, overrides: dict, progress: bool) 
 def _dvc_yaml(args: argparse.Namespace, overrides: dict, progress: bool) -> int:
     from .workflow_dvc import render_dvc_yaml
 
-    text, target = render_dvc_yaml(args.params_dir), Path("dvc.yaml")
+    if args.profile and os.environ.get(paths.PROFILE_ENV) != args.profile:  # output paths follow the profile
+        env = {**os.environ, paths.PROFILE_ENV: args.profile}
+        again = ["dvc-yaml", "--params-dir", str(args.params_dir), "--profile", args.profile,
+                 *(["--check"] * args.check)]
+        return subprocess.run([sys.executable, "-m", "slotbench", *again], env=env).returncode
+    text, target = render_dvc_yaml(args.params_dir), Path(paths.ROOT) / "dvc.yaml"
     if args.check:
         if not target.is_file() or target.read_text() != text:
             print("dvc.yaml is out of date: run `slotbench dvc-yaml`", file=sys.stderr)
