@@ -3,11 +3,11 @@
 Each network (SAVi, STEVE with its frozen dVAE, SlotDiffusion with its frozen VQ-VAE, the dVAE, the
 VQ-VAE) at the speed suite's ``pair`` setting (the reference MOVi-E configuration at 128x128 as it
 is, 2 clips of 3 frames; tokenizers 6 frames: ``bench/suite.py``), built and fed as there, trains
-one warm-up step and then one profiled step (forward, loss, backward, gradient clipping, Adam), in
-float32 and with bf16 autocast (``train.cpu_amp: bf16``). The self time of every operator is summed
-into kinds (matrix products, convolutions, attention and softmax, random numbers, normalisation, the optimizer's
-element-wise updates, other element-wise work) and into the step's phases (forward + loss, backward,
-clipping + Adam); the top operators are listed too.
+one warm-up step and then one profiled step (forward, loss, backward, gradient clipping, fused Adam
+as the training loop runs it), in float32 and with bf16 autocast (``train.cpu_amp: bf16``). The self
+time of every operator is summed into kinds (matrix products, convolutions, attention and softmax,
+random numbers, normalisation, the optimizer's element-wise updates, other element-wise work) and
+into the step's phases (forward + loss, backward, clipping + Adam); the top operators are listed too.
 
 Writes ``bench/results/step_profile.json`` and ``.md``. Usage: ``python bench/step_profile.py
 [--networks savi steve ...] [--amp off bf16]``
@@ -59,7 +59,7 @@ def profile_step(name: str, amp: str) -> dict:
     cfg = _config(name, "pair")
     with tempfile.TemporaryDirectory() as tmp:
         model = _build(name, cfg, Path(tmp))
-    optimizer = torch.optim.Adam(param_groups(model, cfg["train"]), lr=1e-4, foreach=False)
+    optimizer = torch.optim.Adam(param_groups(model, cfg["train"]), lr=1e-4, fused=True)  # as the loop trains
     video = _input(name, "pair", cfg)
     step = LossStep(model.train())
     dev = torch.device("cpu")

@@ -6,7 +6,8 @@ Sections (``--only`` picks some):
   reference MOVi-E configuration at 128x128 as it is, 2 clips of 3 frames; slotbench's step, then
   the original's own network, config and trainer from the checkouts ``bench/parity_original.py``
   uses, each in its own process right after the other; ``vs_original`` = the original's seconds per
-  step over slotbench's, for slotbench in float32 and with bf16 autocast (``train.cpu_amp: bf16``);
+  step over slotbench's, for slotbench as its training loop runs (fused Adam) in float32 and with bf16
+  autocast (``train.cpu_amp: bf16``);
   rows say why when the checkouts are missing). Then seconds per
   optimisation step (forward, loss, backward, gradient clipping, Adam)
   and peak memory, for SAVi, STEVE (frozen dVAE), SlotDiffusion (frozen VQ-VAE), the dVAE and
@@ -237,8 +238,10 @@ def train_cases(devices: list[str], quick: bool, full_reference: bool, pair_only
     """Every network side by side with the original (``pair``, CPU: slotbench's step then the
     original's, network by network), then the plain case of every network and setting, then each
     fast-path switch alone (unless ``quick``)."""
+    # slotbench's step as its training loop runs it (fused Adam), in float32 and with bf16 autocast
     cases = [{"name": name, "setting": "pair", "device": "cpu", **impl}
-             for name in (*MODELS, *TOKENIZERS) for impl in ({}, {"impl": "original"}, {"amp": "bf16"})]
+             for name in (*MODELS, *TOKENIZERS)
+             for impl in ({"adam": "fused"}, {"impl": "original"}, {"adam": "fused", "amp": "bf16"})]
     if pair_only:
         return cases
     for device in devices:
@@ -440,8 +443,9 @@ def _pair_markdown(rows: list[dict]) -> list[str]:
              "Each network's step in slotbench and in the original implementation (its own `build_model`, "
              "config file and trainer), one right after the other in this run, each in its own process, on "
              "the same input: the reference configuration at 128x128 with "
-             f"{PAIR_BATCH} clips of 3 frames (tokenizers: {3 * PAIR_BATCH} frames). vs original: the "
-             "original's time over slotbench's (above 1: slotbench is faster).\n",
+             f"{PAIR_BATCH} clips of 3 frames (tokenizers: {3 * PAIR_BATCH} frames); slotbench's step as its "
+             "training loop runs it (fused Adam). vs original: the original's time over slotbench's (above 1: "
+             "slotbench is faster).\n",
              "| network | input | original s/step | slotbench float32 s/step | vs original | slotbench bf16 "
              "autocast s/step | vs original |", "|---|---|---|---|---|---|---|"]
     for r in rows:
