@@ -15,6 +15,9 @@ def test_values_are_read_as_yaml():
                             "model.encoder.strides=[1, 2]", "dataset.name=shapes"]) == {
         "train.max_steps": 7, "train.lr": 1e-3, "train.decoder_lr": None, "model.encoder.strides": [1, 2],
         "dataset.name": "shapes"}
+    # only true / false are booleans on the command line (YAML 1.1 would read off, no, on, yes as ones)
+    assert parse_overrides(["train.cpu_amp=off", "runtime.compile=true", "a.b=no", "a.c=False", "a.d={x: on}"]) == {
+        "train.cpu_amp": "off", "runtime.compile": True, "a.b": "no", "a.c": False, "a.d": {"x": "on"}}
     for bad in ("max_steps=3", "train.max_steps", "=3", "train.lr=[1"):
         with pytest.raises(ParamsError, match="--set"):
             parse_overrides([bad])

@@ -224,6 +224,18 @@ def resolve(dataset: str, model: str, params_dir: str | Path = "params",
 _EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
+class _CommandLineLoader(yaml.SafeLoader):
+    """YAML for ``--set`` values: only ``true`` / ``false`` are booleans (YAML 1.2), so that
+    ``train.cpu_amp=off`` is the string ``off``, not YAML 1.1's False."""
+
+
+_CommandLineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_CommandLineLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["train.lr=1e-3", "model.num_slots=4"]`` (``slotbench <stage> --set``) as ``{dotted key: value}``,
     each value read as YAML (``3`` an integer, ``null`` None, ``[1, 2]`` a list)."""
@@ -233,7 +245,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key or "." not in key:
             raise ParamsError(f"--set {item}: expected SECTION.KEY=VALUE, e.g. train.max_steps=100")
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=_CommandLineLoader)  # a SafeLoader
         except yaml.YAMLError as err:
             raise ParamsError(f"--set {item}: the value is not valid YAML ({err})") from err
         # YAML 1.1 reads 1e-3 (no dot) as a string; on the command line it means a number
