@@ -138,6 +138,19 @@ def test_tiny_forward_shapes_and_masks(cfg):
     torch.testing.assert_close(losses["loss"], ((out["recon"] - video) ** 2).mean())
 
 
+def test_softmaxes_stay_float32_under_cpu_bf16_autocast():
+    """Slot Attention's softmax over slots and the decoder's alpha masks run in float32 under CPU bf16
+    autocast (as CUDA's autocast keeps a softmax), the convolutions in bfloat16."""
+    torch.manual_seed(0)
+    model = build_model(TINY_CNN, 32)
+    video = _video(b=2, t=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(video)
+    assert out["attn"].dtype == out["masks"].dtype == out["recon"].dtype == torch.float32
+    assert out["recons"].dtype == torch.bfloat16
+    torch.testing.assert_close(out["masks"].sum(dim=2), torch.ones(2, 3, 1, 32, 32))
+
+
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
     model = build_model(TINY_RESNET, 32)

@@ -18,6 +18,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 __all__ = [
+    "at_least_float32",
     "build_grid",
     "SoftPositionEmbed",
     "conv_out_size",
@@ -104,3 +105,10 @@ def deconv_out_size(
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Total ``numel`` of a module's parameters (optionally only those requiring grad)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is in a lower precision (bfloat16 / float16 under autocast), else as it
+    is (float32 and float64 unchanged): for the softmaxes CUDA's autocast keeps in float32 and CPU
+    autocast would not."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x

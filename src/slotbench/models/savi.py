@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from .common import SoftPositionEmbed, deconv_out_size
+from .common import SoftPositionEmbed, at_least_float32, deconv_out_size
 from .trunk import SlotTrunk
 
 __all__ = ["SpatialBroadcastDecoder", "SAVi", "decoder_strides"]
@@ -120,8 +120,9 @@ class SpatialBroadcastDecoder(nn.Module):
         x = self.net(self.pos_embedding(x))  # [(B N), 4, H, W]
         x = rearrange(x, "(b n) c h w -> b n c h w", b=b, n=n)
         recons, alpha_logits = x[:, :, :3], x[:, :, 3:]
-        masks = alpha_logits.softmax(dim=1)
-        recon = (recons * masks).sum(dim=1)
+        # float32 under autocast (as CUDA's autocast computes a softmax): the masks and their mixture
+        masks = at_least_float32(alpha_logits).softmax(dim=1)
+        recon = (at_least_float32(recons) * masks).sum(dim=1)
         return recon, recons, masks
 
 

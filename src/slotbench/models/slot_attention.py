@@ -15,7 +15,9 @@ Per call (one frame):
      ``MLP = LN -> Linear(D, H) -> ReLU -> Linear(H, D)``.
 
 No final LayerNorm, no detach between iterations, single head. The softmax is written out
-explicitly (it runs over slots, not keys), so no fused attention kernel is used.
+explicitly (it runs over slots, not keys), so no fused attention kernel is used. Under autocast
+the softmax, the ``eps`` and the renormalisation run in float32 (CUDA's autocast computes a softmax in
+float32; CPU autocast would keep it in bfloat16), then the update's product in the lower precision.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+
+from .common import at_least_float32
 
 __all__ = ["SlotAttention"]
 
@@ -105,7 +109,7 @@ class SlotAttention(nn.Module):
             slots_prev = slots
             q = self.project_q(self.norm_slots(slots))  # [B, N, D]
             logits = self.scale * torch.einsum("bmd,bnd->bmn", k, q)  # [B, M, N]
-            attn = logits.softmax(dim=-1)  # over slots
+            attn = at_least_float32(logits).softmax(dim=-1)  # over slots (float32 under autocast)
             weights = attn + self.eps
             weights = weights / weights.sum(dim=1, keepdim=True)  # over inputs
             updates = torch.einsum("bmn,bmd->bnd", weights, v)  # [B, N, D]
