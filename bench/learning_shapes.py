@@ -58,6 +58,7 @@ from machine import cpu_model
 
 from slotbench import checkpoint
 from slotbench.config import parse_overrides, resolve, resolve_tokenizer
+from slotbench.config.definitions import RESOLVED_TOKENIZER
 from slotbench.data.dataset import VideoDataset
 from slotbench.evaluation.baselines import colour_kmeans, score_baselines
 from slotbench.io import atomic_path
@@ -93,15 +94,20 @@ def run_lengths(args, model: str) -> dict:
         lengths[f"{TOKENIZER[model]}.train.max_steps"] = args.tokenizer_steps
     if args.set:
         lengths["set"] = list(args.set)
+    if args.model_set:
+        lengths["model_set"] = list(args.model_set)
     return lengths
 
 
 def overrides(project: Path, model: str, lengths: dict) -> dict[str, list[str]]:
     """The ``--set`` options of each stage of ``model``: the run lengths, MLflow tracking into the
-    project and the benchmark's own ``--set`` options (the repository's ``params/`` are read as they
-    are, never copied)."""
-    common = [f"runtime.threads={lengths['runtime.threads']}", "tracking.enabled=true",
-              f"tracking.uri=sqlite:///{project / 'results' / 'mlflow.db'}", *lengths.get("set", [])]
+    project and the benchmark's own ``--set`` options (those of the sections a tokenizer has go to its
+    stage too; ``--model-set`` ones to the slot model's stages only). The repository's ``params/`` are
+    read as they are, never copied."""
+    base = [f"runtime.threads={lengths['runtime.threads']}", "tracking.enabled=true",
+            f"tracking.uri=sqlite:///{project / 'results' / 'mlflow.db'}"]
+    given = lengths.get("set", [])
+    common = base + given + lengths.get("model_set", [])
     profile = resolve(DATASET, model, PARAMS)["train"]
     steps, val_every = lengths["train.max_steps"], lengths["train.val_every"]
     sets = {"export": [], "eval": common,
@@ -110,9 +116,9 @@ def overrides(project: Path, model: str, lengths: dict) -> dict[str, list[str]]:
     if TOKENIZER[model]:
         tok_steps = lengths[f"{TOKENIZER[model]}.train.max_steps"]
         tok = resolve_tokenizer(DATASET, TOKENIZER[model], PARAMS)["train"]
-        sets["tokenizer"] = common + [f"train.max_steps={tok_steps}",
-                                      f"train.val_every={min(tok['val_every'], tok_steps)}",
-                                      f"train.checkpoint_every={min(tok['checkpoint_every'], tok_steps)}"]
+        sets["tokenizer"] = base + [item for item in given if item.split(".")[0] in RESOLVED_TOKENIZER] + [
+            f"train.max_steps={tok_steps}", f"train.val_every={min(tok['val_every'], tok_steps)}",
+            f"train.checkpoint_every={min(tok['checkpoint_every'], tok_steps)}"]
     return sets
 
 
@@ -218,6 +224,7 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
     seg, recon = (json.loads((run / f).read_text()) for f in ("seg.json", "recon.json"))
     train = json.loads((run / "train.json").read_text())
     times = json.loads((project / "stage_times.json").read_text())
+    lengths = json.loads((project / "run_lengths.json").read_text())
     curves, why = read_history(cfg["tracking"], run)
     write_curves(curves, out / f"{model}_train.csv", out / f"{model}_val.csv")
     record = {
@@ -232,7 +239,7 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
         "val_fg_ari_slope_per_1k_steps": val_slope(curves["val"]),
         "val_mbo_slope_per_1k_steps": val_slope(curves["val"], "mbo"),
         "last_validation": train["validation"], "curves_missing": why,
-        "set": json.loads((project / "run_lengths.json").read_text()).get("set", []),
+        "set": [*lengths.get("set", []), *lengths.get("model_set", [])],
     }
     if TOKENIZER[model]:
         tok = json.loads((project / "results" / DATASET / TOKENIZER[model] / "train.json").read_text())
@@ -400,6 +407,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter for the tokenizer, train and eval stages (repeatable), as "
                              "`slotbench <stage> --set`: e.g. train.cpu_amp=bf16")
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter for the slot model's train and eval stages only (repeatable), e.g. "
+                             "train.lr=8e-4 (not the tokenizer's)")
     parser.add_argument("--fresh", action="store_true", help="start the given models again from nothing")
     parser.add_argument("--report-only", action="store_true", help="only collect what exists into the results")
     parser.add_argument("--scratch", type=Path, default=SCRATCH, help="scratch root (default: %(default)s)")
