@@ -19,11 +19,12 @@ over the dVAE tokens (``trans_decoder``, :class:`STEVETransformerDecoder`):
   position ``i`` predicts token ``i`` from ``BOS + tokens[:i]``.
 
 Both attentions use ``F.scaled_dot_product_attention``; ``attn_impl = "explicit"`` switches to
-the reference's explicit ``softmax(q k^T / sqrt(d))`` formulation (same function). In training,
-with dropout on the attention weights, PyTorch has no fused causal kernel and would fill and drop
-out the whole ``L x L`` weight matrix; :func:`causal_attention_in_blocks` computes the self-attention
-in blocks of queries that see only the keys up to their end (about half the matrix, the same
-function: the same weights, each dropped independently with probability ``dropout``). The causal
+the reference's explicit ``softmax(q k^T / sqrt(d))`` formulation (same function). In training on a
+CPU, with dropout on the attention weights, PyTorch has no fused causal kernel and would fill and
+drop out the whole ``L x L`` weight matrix (CUDA's fused kernels take the dropout themselves);
+:func:`causal_attention_in_blocks` computes the self-attention in blocks of queries that see only
+the keys up to their end (about half the matrix, the same function: the same weights, each dropped
+independently with probability ``dropout``). The causal
 mask is one non-persistent bool buffer ``[L, L]``. The original instead stores one
 ``triu(ones(L, L))`` bool mask per block as a frozen ``nn.Parameter`` (8 x 1,048,576 elements
 at 128x128), so its naive parameter total, 19,851,139 for MOVi-E, equals ours + 8,388,608.
@@ -174,8 +175,8 @@ class MultiHeadAttention(nn.Module):
         ``causal`` (square ``T == S`` only) masks future positions; ``mask`` is the bool
         ``[T, S]`` "forbidden" mask the explicit formulation uses for it.
         """
-        if impl == "sdpa" and causal and self.training and self.dropout > 0:
-            out = causal_attention_in_blocks(q, k, v, self.dropout)
+        if impl == "sdpa" and causal and self.training and self.dropout > 0 and q.device.type == "cpu":
+            out = causal_attention_in_blocks(q, k, v, self.dropout)  # CUDA's fused kernels take the dropout
         elif impl == "sdpa":
             out = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
