@@ -92,6 +92,8 @@ def run_lengths(args, model: str) -> dict:
                "runtime.threads": args.threads}
     if TOKENIZER[model]:
         lengths[f"{TOKENIZER[model]}.train.max_steps"] = args.tokenizer_steps
+    if args.seed:
+        lengths["seed"] = args.seed
     if args.set:
         lengths["set"] = list(args.set)
     if args.model_set:
@@ -144,6 +146,11 @@ def prepare(project: Path, model: str, args) -> dict:
     return lengths
 
 
+def run_seed(project: Path) -> int:
+    """The training seed of a scratch project (``--seed``; 0 when its run lengths do not name one)."""
+    return json.loads((project / "run_lengths.json").read_text()).get("seed", 0)
+
+
 def _children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -178,8 +185,9 @@ def run_model(model: str, args) -> None:
     if args.fresh:
         shutil.rmtree(project, ignore_errors=True)
     sets = overrides(project, model, prepare(project, model, args))
-    run = project / "results" / DATASET / model / "seed0"
-    pair = ("--dataset", DATASET, "--model", model, "--seed", "0")
+    seed = run_seed(project)
+    run = project / "results" / DATASET / model / f"seed{seed}"
+    pair = ("--dataset", DATASET, "--model", model, "--seed", str(seed))
     run_stage(project, "export", project / "data" / DATASET / "meta.json", "export", "--dataset", DATASET,
               *_cli(sets["export"]))
     if TOKENIZER[model]:
@@ -217,7 +225,7 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
     """The record of a finished model and its curves (``{"train", "val"}`` frames); ``None``
     when its evaluation is not written yet."""
     project = scratch / model
-    run = project / "results" / DATASET / model / "seed0"
+    run = project / "results" / DATASET / model / f"seed{run_seed(project)}"
     if not (run / "seg.json").is_file() or not (run / "recon.json").is_file():
         return None
     cfg = _resolved(project, model)
@@ -229,7 +237,7 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
     write_curves(curves, out / f"{model}_train.csv", out / f"{model}_val.csv")
     record = {
         "fg_ari": seg["FG-ARI"], "miou": seg["mIoU"], "mbo": seg["mBO"], "steps": train["steps"],
-        "protocol": PROTOCOL[model], "test_videos": seg["num_videos"],
+        "seed": run_seed(project), "protocol": PROTOCOL[model], "test_videos": seg["num_videos"],
         "by_num_objects": seg.get("by_num_objects"),
         "mse": recon["MSE"], "psnr": recon["PSNR"], "ssim": recon["SSIM"],
         "train_wall_hours": round(train["wall_time_s"] / 3600, 3),
@@ -297,7 +305,8 @@ def plot_masks(scratch: Path, models: list[str], num_slots: int, path: Path) -> 
     gt = np.stack([v["seg"] for v in videos])
     preds = []
     for model in models:
-        state = checkpoint.load(scratch / model / "results" / DATASET / model / "seed0" / "model.pt")
+        run = scratch / model / "results" / DATASET / model / f"seed{run_seed(scratch / model)}"
+        state = checkpoint.load(run / "model.pt")
         segs, _ = predict_segments(state, videos, chunk_len=gt.shape[1], runtime={"device": "cpu", "threads": None,
                                                                                   "channels_last": "off",
                                                                                   "compile": False})
@@ -404,6 +413,7 @@ def main() -> None:
     parser.add_argument("--tokenizer-steps", type=int, default=2000, help="the dVAE's / VQ-VAE's train.max_steps")
     parser.add_argument("--val-every", type=int, default=500, help="steps between validation passes (the curves)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per stage (runtime.threads)")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (model initialisation, clip order)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter for the tokenizer, train and eval stages (repeatable), as "
                              "`slotbench <stage> --set`: e.g. train.cpu_amp=bf16")

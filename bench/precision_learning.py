@@ -7,7 +7,9 @@ writes side by side what each learned: the validation curves (loss, FG-ARI, mBO 
 every validation step), the test FG-ARI / mIoU / mBO / MSE on the full videos, the tokenizers' last
 validation, steps and CPU hours. Seeds, data and schedule are the same; only the arithmetic differs.
 
-``--parallel`` runs the two precisions as two processes side by side (one core each).
+``--parallel`` runs the two precisions as two processes side by side (one core each). ``--seeds 0 1``
+adds runs of other training seeds (``{fp32,bf16}_seed1``): the spread between seeds of one precision is
+the yardstick for the difference between the precisions.
 
 Writes ``bench/results/precision_learning.json`` and ``.md`` (each run's own results under
 ``bench/results/precision_learning/{fp32,bf16}/``). Usage: ``python bench/precision_learning.py
@@ -18,6 +20,7 @@ Writes ``bench/results/precision_learning.json`` and ``.md`` (each run's own res
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -35,13 +38,18 @@ PRECISIONS = {"fp32": [], "bf16": ["--set", "train.cpu_amp=bf16"]}
 MODELS = ("savi", "steve", "slotdiffusion")
 
 
+def run_name(precision: str, seed: int) -> str:
+    return precision if seed == 0 else f"{precision}_seed{seed}"
+
+
 def run(args) -> None:
-    """Both precisions through ``learning_shapes.py`` (resumable: a finished stage is skipped)."""
+    """Both precisions (and seeds) through ``learning_shapes.py`` (resumable: a finished stage is skipped)."""
     procs = []
-    for name, extra in PRECISIONS.items():
+    for seed, (precision, extra) in itertools.product(args.seeds, PRECISIONS.items()):
+        name = run_name(precision, seed)
         cmd = [sys.executable, str(ROOT / "bench" / "learning_shapes.py"), "--models", *args.models,
                "--steps", str(args.steps), "--tokenizer-steps", str(args.tokenizer_steps),
-               "--val-every", str(args.val_every), "--threads", str(args.threads),
+               "--val-every", str(args.val_every), "--threads", str(args.threads), "--seed", str(seed),
                "--scratch", str(SCRATCH / name), "--out", str(RESULTS / "precision_learning" / name), *extra]
         if args.report_only:
             cmd.append("--report-only")
@@ -58,50 +66,54 @@ def _curves(name: str, model: str) -> pd.DataFrame | None:
     return pd.read_csv(path).set_index("step") if path.is_file() else None
 
 
-def compare(models: list[str]) -> dict:
-    results = {name: json.loads((RESULTS / "precision_learning" / name / "learning_shapes.json").read_text())
-               for name in PRECISIONS}
+def compare(models: list[str], seeds: list[int]) -> dict:
+    """Per model: each run's test scores (and its tokenizer's last validation) and the validation
+    curves of every run at the steps they share."""
+    names = [run_name(precision, seed) for seed in seeds for precision in PRECISIONS]
+    results = {name: json.loads(path.read_text()) for name in names
+               if (path := RESULTS / "precision_learning" / name / "learning_shapes.json").is_file()}
     out = {"benchmark": "same learning in float32 and with bf16 autocast (bench/learning_shapes.py twice)",
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "models": {}}
+           "machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "runs": list(results), "models": {}}
     for model in models:
-        if not all(model in r for r in results.values()):
+        runs = [name for name, r in results.items() if model in r]
+        if not runs:
             continue
-        test = {name: {k: r[model][k] for k in ("fg_ari", "miou", "mbo", "mse", "psnr", "steps", "cpu_hours")}
-                for name, r in results.items()}
-        for name, r in results.items():
-            if "tokenizer" in r[model]:
-                test[name]["tokenizer_validation"] = r[model]["tokenizer"]["validation"]
-        fp32, bf16 = _curves("fp32", model), _curves("bf16", model)
-        val = []
-        if fp32 is not None and bf16 is not None:
-            for step in sorted(set(fp32.index) & set(bf16.index)):
-                val.append({"step": int(step), **{f"{c}_{name}": round(float(frame.loc[step, c]), 4)
-                                                  for c in ("loss", "fg_ari", "mbo")
-                                                  for name, frame in (("fp32", fp32), ("bf16", bf16))}})
-        out["models"][model] = {"test": test, "validation": val}
+        test = {}
+        for name in runs:
+            r = results[name][model]
+            test[name] = {k: r[k] for k in ("fg_ari", "miou", "mbo", "mse", "psnr", "steps", "cpu_hours")}
+            if "tokenizer" in r:
+                test[name]["tokenizer_validation"] = r["tokenizer"]["validation"]
+        curves = {name: frame for name in runs if (frame := _curves(name, model)) is not None}
+        steps = sorted(set.intersection(*(set(f.index) for f in curves.values()))) if curves else []
+        val = [{"step": int(step), **{f"{c}_{name}": round(float(frame.loc[step, c]), 4)
+                                      for name, frame in curves.items() for c in ("loss", "fg_ari", "mbo")}}
+               for step in steps]
+        out["models"][model] = {"test": test, "validation": val, "curves": list(curves)}
     return out
 
 
 def markdown(result: dict) -> str:
     lines = ["# Same learning in float32 and with bf16 autocast", "",
              f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores. Written {result['date']} "
-             "by `bench/precision_learning.py`: `bench/learning_shapes.py` twice on the embedded `shapes` data, "
-             "same seeds, data and schedule, float32 against `train.cpu_amp: bf16` (tokenizers included).", ""]
+             "by `bench/precision_learning.py`: `bench/learning_shapes.py` on the embedded `shapes` data, same "
+             "data and schedule, float32 against `train.cpu_amp: bf16` (tokenizers included); `_seedN` runs "
+             "use another training seed (initialisation, clip order).", ""]
     for model, rec in result["models"].items():
         lines += [f"## {model}", "", "Test split, full 24-frame videos, x100 (MSE on 0-255 pixels):", "",
-                  "| precision | steps | FG-ARI | mIoU | mBO | MSE | PSNR | CPU h |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| run | steps | FG-ARI | mIoU | mBO | MSE | PSNR | CPU h |", "|---|---|---|---|---|---|---|---|"]
         for name, t in rec["test"].items():
             lines.append(f"| {name} | {t['steps']} | {t['fg_ari']:.1f} | {t['miou']:.1f} | {t['mbo']:.1f} | "
                          f"{t['mse']:.1f} | {t['psnr']:.2f} | {t['cpu_hours']:.2f} |")
         if rec["validation"]:
-            lines += ["", "Validation on 3-frame clips (loss; FG-ARI and mBO x100), float32 / bf16:", "",
+            runs = " / ".join(rec["curves"])
+            lines += ["", f"Validation on 3-frame clips (loss; FG-ARI and mBO x100), {runs}:", "",
                       "| step | loss | FG-ARI | mBO |", "|---|---|---|---|"]
             for v in rec["validation"]:
-                lines.append(f"| {v['step']} | {v['loss_fp32']:.4f} / {v['loss_bf16']:.4f} | "
-                             f"{v['fg_ari_fp32']:.1f} / {v['fg_ari_bf16']:.1f} | "
-                             f"{v['mbo_fp32']:.1f} / {v['mbo_bf16']:.1f} |")
+                cells = [" / ".join(f"{v[f'{c}_{name}']:{fmt}}" for name in rec["curves"])
+                         for c, fmt in (("loss", ".4f"), ("fg_ari", ".1f"), ("mbo", ".1f"))]
+                lines.append(f"| {v['step']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -113,11 +125,12 @@ def main() -> None:
     parser.add_argument("--tokenizer-steps", type=int, default=600)
     parser.add_argument("--val-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--parallel", action="store_true", help="the two precisions side by side")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (0: the plain runs)")
+    parser.add_argument("--parallel", action="store_true", help="the runs side by side, one process each")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     run(args)
-    result = compare(args.models)
+    result = compare(args.models, args.seeds)
     (RESULTS / "precision_learning.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "precision_learning.md").write_text(markdown(result))
     print(markdown(result))
