@@ -206,3 +206,14 @@ def test_scientific_notation_without_dot_gets_a_hint(tmp_path):
     with pytest.raises(ParamsError,
                        match=r"train.lr: expected a number, got '1e-4' \(YAML reads 1e-4 as text; write 1.0e-4\)"):
         resolve("shapes", "savi", params)
+
+
+def test_models_are_registered_by_their_schema_entry():
+    """``models.MODELS`` follows the params schema: each ``MODEL`` variant's class is ``SLOT_MODEL`` of
+    ``models/<name>.py``; its tokenizer is the schema's ``tokenizer`` choice (docs/extending.md)."""
+    from slotbench.config.definitions import MODEL
+    from slotbench.models import MODEL_TOKENIZER, MODELS, STEVE, SAVi, SlotDiffusion
+
+    assert set(MODELS) == set(MODEL.variants)
+    assert MODELS == {"savi": SAVi, "steve": STEVE, "slotdiffusion": SlotDiffusion}
+    assert MODEL_TOKENIZER == {"steve": "dvae", "slotdiffusion": "vqvae"}

@@ -27,6 +27,7 @@ class Spec:
 
     description: str
     check: Callable[[Any], str | None]
+    choices: tuple[str, ...] = ()  # the allowed values of a :func:`one_of` leaf
 
     def __repr__(self) -> str:  # shown in error messages
         return self.description
@@ -99,7 +100,7 @@ def one_of(*choices: str) -> Spec:
     def check(v: Any) -> str | None:
         return None if v in choices else f"expected one of {list(choices)}, got {v!r}"
 
-    return Spec(f"one of {list(choices)}", check)
+    return Spec(f"one of {list(choices)}", check, tuple(choices))
 
 
 def optional(spec: Spec) -> Spec:

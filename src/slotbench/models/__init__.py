@@ -13,11 +13,14 @@ outside this package needs to know which model it holds.
 from __future__ import annotations
 
 import copy
+import importlib
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
+from ..config.definitions import MODEL as MODEL_SCHEMA
+from ..config.definitions import TOKENIZER as TOKENIZER_SCHEMA
 from .dvae import DVAE
 from .frame_tokenizer import FrameTokenizer
 from .savi import SAVi
@@ -55,18 +58,22 @@ class SlotModel(Protocol):
     def decoder_record(self, sampler: str, steps: int | None) -> dict: ...
 
 
-#: Every slot model: its params name -> its class and the tokenizer it is trained on (``None``: trained
-#: on pixels alone). A class takes ``(model_cfg, resolution)``, plus the frozen tokenizer when it has one.
-#: Adding a model is one line here (docs/extending.md).
-MODELS: dict[str, tuple[type[nn.Module], str | None]] = {
-    "savi": (SAVi, None),
-    "steve": (STEVE, "dvae"),
-    "slotdiffusion": (SlotDiffusion, "vqvae"),
-}
+def _slot_model_class(name: str) -> type[nn.Module]:
+    module = importlib.import_module(f"{__name__}.{name}")
+    if not hasattr(module, "SLOT_MODEL"):
+        raise ImportError(f"{module.__name__} does not name its class: add `SLOT_MODEL = <class>` (docs/extending.md)")
+    return module.SLOT_MODEL
+
+
+#: Every slot model: its params name -> its class. A model is registered once, by its entry in the params
+#: schema (``config.definitions.MODEL``); its class is ``SLOT_MODEL`` of ``models/<name>.py``, and takes
+#: ``(model_cfg, resolution)``, plus the frozen tokenizer when its schema names one (docs/extending.md).
+MODELS: dict[str, type[nn.Module]] = {name: _slot_model_class(name) for name in MODEL_SCHEMA.variants}
 MODEL_NAMES = tuple(MODELS)
-TOKENIZER_NAMES = ("dvae", "vqvae")
-#: The tokenizer each two-step model is trained on.
-MODEL_TOKENIZER = {name: tokenizer for name, (_, tokenizer) in MODELS.items() if tokenizer}
+TOKENIZER_NAMES = tuple(TOKENIZER_SCHEMA.variants)
+#: The tokenizer each two-step model is trained on (its schema's ``tokenizer`` choice).
+MODEL_TOKENIZER = {name: variant["tokenizer"].choices[0] for name, variant in MODEL_SCHEMA.variants.items()
+                   if "tokenizer" in variant}
 
 
 def build_tokenizer(cfg: dict, perceptual: nn.Module | None = None) -> nn.Module:
@@ -92,7 +99,7 @@ def build_model(model_cfg: dict, resolution: int, tokenizer: nn.Module | None = 
     name = model_cfg.get("name")
     if name not in MODELS:
         raise ValueError(f"unknown model name {name!r}; available: {', '.join(MODEL_NAMES)}")
-    cls, needs = MODELS[name]
+    cls, needs = MODELS[name], MODEL_TOKENIZER.get(name)
     if not needs:
         return cls(model_cfg, resolution)
     if tokenizer is None:

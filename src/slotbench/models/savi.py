@@ -230,3 +230,7 @@ class SAVi(nn.Module):
             masks = self.decode(slots[:, start : start + chunk_len])["masks"]
             segs.append(masks[:, :, :, 0].argmax(dim=2))
         return torch.cat(segs, dim=1)
+
+
+#: The class ``models.MODELS`` builds for ``model.name: savi``.
+SLOT_MODEL = SAVi

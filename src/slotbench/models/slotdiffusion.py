@@ -264,3 +264,7 @@ class SlotDiffusion(nn.Module):
         latents = self.sample_latents(context, sampler, steps, same_noise, generator)
         frames = self.tokenizer.decode(self.snap(latents) * self.z_scale_factor)
         return rearrange(frames, "(b t) c h w -> b t c h w", b=b, t=t)
+
+
+#: The class ``models.MODELS`` builds for ``model.name: slotdiffusion``.
+SLOT_MODEL = SlotDiffusion

@@ -577,3 +577,7 @@ class STEVE(nn.Module):
             [self.dvae.detokenize(flat[i : i + step]) for i in range(0, flat.shape[0], step)]
         )
         return rearrange(imgs, "(b t) c h w -> b t c h w", b=b, t=t)
+
+
+#: The class ``models.MODELS`` builds for ``model.name: steve``.
+SLOT_MODEL = STEVE

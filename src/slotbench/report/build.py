@@ -36,7 +36,7 @@ FPS = 4.0
 
 def _name(model: str) -> str:
     """The model's name as its paper writes it: its class's (``SlotDiffusion`` for ``slotdiffusion``)."""
-    return MODELS[model][0].__name__ if model in MODELS else model
+    return MODELS[model].__name__ if model in MODELS else model
 
 
 def _table_section(dataset: str) -> str:
