@@ -16,8 +16,7 @@ Per call (one frame):
 
 No final LayerNorm, no detach between iterations, single head. The softmax is written out
 explicitly (it runs over slots, not keys), so no fused attention kernel is used. Under autocast
-the softmax, the ``eps`` and the renormalisation run in float32 (CUDA's autocast computes a softmax in
-float32; CPU autocast would keep it in bfloat16), then the update's product in the lower precision.
+the whole module runs in float32 (a small share of a training step).
 """
 
 from __future__ import annotations
@@ -99,6 +98,13 @@ class SlotAttention(nn.Module):
             raise ValueError(
                 f"slots must be [B={inputs.shape[0]}, N, {self.slot_size}], got {list(slots.shape)}"
             )
+        # float32 under autocast: the iterations are a small share of a step, and with them in bfloat16
+        # SAVi bound objects later on `shapes` (docs/measurements.md)
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            return self._iterate(at_least_float32(inputs), at_least_float32(slots))
+
+    def _iterate(self, inputs: Tensor, slots: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` after its checks, in the precision of ``inputs``."""
         b, n, _ = slots.shape
         inputs = self.norm_inputs(inputs)
         k = self.project_k(inputs)  # [B, M, D]
@@ -109,7 +115,7 @@ class SlotAttention(nn.Module):
             slots_prev = slots
             q = self.project_q(self.norm_slots(slots))  # [B, N, D]
             logits = self.scale * torch.einsum("bmd,bnd->bmn", k, q)  # [B, M, N]
-            attn = at_least_float32(logits).softmax(dim=-1)  # over slots (float32 under autocast)
+            attn = logits.softmax(dim=-1)  # over slots
             weights = attn + self.eps
             weights = weights / weights.sum(dim=1, keepdim=True)  # over inputs
             updates = torch.einsum("bmn,bmd->bnd", weights, v)  # [B, N, D]
