@@ -383,8 +383,8 @@ def markdown(result: dict, models: list[str]) -> str:
              f"`{json.dumps(result['dataset']['synthetic'])}`; {result['num_slots']} slots.", "",
              f"Test split, x100, {result['metrics']}. CPU hours: user + system time of every stage "
              "(tokenizer included).", "",
-             *(f"{LABEL[model]} ran with `--set {' --set '.join(result[model]['set'])}`." for model in models
-               if result[model].get("set")), "",
+             *(f"{LABEL[model]} ran with `--set {' --set '.join(result[model]['set'])}`.\n" for model in models
+               if result[model].get("set")),
              "| method | protocol | steps | FG-ARI | mIoU | mBO | MSE | PSNR | SSIM | CPU h "
              "| val FG-ARI slope / 1k steps |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -44,6 +44,21 @@ def test_targets_check_level_order_and_baselines():
 
 def test_run_lengths_name_the_tokenizer_only_where_there_is_one():
     class Args:
-        steps, val_every, threads, tokenizer_steps = 100, 10, 1, 20
+        steps, val_every, threads, tokenizer_steps, seed, set, model_set = 100, 10, 1, 20, 0, [], []
     assert "vqvae.train.max_steps" in learning.run_lengths(Args, "slotdiffusion")
     assert not any(k.endswith("tokenizer") or "dvae" in k or "vqvae" in k for k in learning.run_lengths(Args, "savi"))
+    assert set(learning.run_lengths(Args, "savi")) == {"train.max_steps", "train.val_every", "runtime.threads"}
+
+
+def test_sets_reach_the_stages_whose_configuration_has_them(tmp_path):
+    """``--set`` goes to the tokenizer only for the sections it has, ``--model-set`` to the slot
+    model's stages only; a seed other than 0 is part of the run lengths."""
+    class Args:
+        steps, val_every, threads, tokenizer_steps, seed = 100, 10, 1, 20, 1
+        set, model_set = ["train.cpu_amp=bf16", "model.num_slots=4"], ["train.lr=8e-4"]
+    lengths = learning.run_lengths(Args, "slotdiffusion")
+    assert lengths["seed"] == 1
+    sets = learning.overrides(tmp_path, "slotdiffusion", lengths)
+    assert "train.cpu_amp=bf16" in sets["tokenizer"] and "model.num_slots=4" not in sets["tokenizer"]
+    assert "train.lr=8e-4" not in sets["tokenizer"]
+    assert {"train.cpu_amp=bf16", "model.num_slots=4", "train.lr=8e-4"} <= set(sets["train"]) & set(sets["eval"])

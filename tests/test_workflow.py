@@ -77,13 +77,16 @@ def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
     edit_yaml(project / "params/profiles/tiny.yaml", "train.checkpoint_every", 2)
     edit_yaml(project / "params/defaults.yaml", "eval.sampler", "ddim")
     assert "Nothing to be done" in _snakemake(project, "-n", TARGET)
-    # a parameter set for one run on the command line re-runs what reads it, like an edited file
-    assert _planned_rules(_snakemake(project, "-n", TARGET, "--config", "set=[eval.num_videos=2]")) == EVALUATION
+    # a parameter set for one run on the command line re-runs what reads it, as an edited file does,
+    # and its jobs read it: the same run as with the file edited
+    workflow_set = ("--config", "set=[eval.num_videos=2, runtime.threads=1]")
+    assert _planned_rules(_snakemake(project, "-n", TARGET, *workflow_set)) == EVALUATION
+    _snakemake(project, TARGET, *workflow_set)
+    assert json.loads((project / "results/shapes/savi/seed0/seg.json").read_text())["num_videos"] == 2
+    assert "Nothing to be done" in _snakemake(project, "-n", TARGET, *workflow_set)
 
     edit_yaml(project / "params/profiles/tiny.yaml", "eval.num_videos", 2)
-    assert _planned_rules(_snakemake(project, "-n", TARGET)) == EVALUATION
-    _snakemake(project, TARGET)
-    assert json.loads((project / "results/shapes/savi/seed0/seg.json").read_text())["num_videos"] == 2
+    assert "Nothing to be done" in _snakemake(project, "-n", TARGET)
 
     edit_yaml(project / "params/profiles/tiny.yaml", "per_model.savi.model.num_slots", 2)
     assert _planned_rules(_snakemake(project, "-n", TARGET)) == {"train"} | EVALUATION
@@ -98,19 +101,28 @@ def test_snakemake_runs_the_dag_and_reruns_only_stale_stages(tmp_path):
     assert _planned_rules(_snakemake(project, "-n", steve)) == {"tokenizer", "train"} | EVALUATION
 
 
-def test_config_set_goes_to_the_jobs_whose_configuration_has_it(tmp_path):
-    """``--config set=[...]``: each job gets the ``--set`` options of the sections it reads (the
-    export only ``dataset``, a tokenizer no ``model``); a section no stage reads stops the run."""
+def test_config_set_goes_to_the_jobs_whose_configuration_has_it(tmp_path, monkeypatch):
+    """``--config set=[...]``: each job takes the values of the sections its configuration has (the
+    export only ``dataset``, a tokenizer no ``model``), from ``$SLOTBENCH_SET``; a job's own ``--set``
+    wins; a section no stage reads stops the run before any job."""
+    from slotbench.config import workflow_overrides
+
     project = _project(tmp_path)
-    sets = "set=[dataset.video_len=8, train.max_steps=3, 'model.encoder.channels=[8, 8]']"
-    out = _snakemake(project, "-n", "-p", "results/shapes/steve/table.csv", "--config", sets)
-    commands = {line.split()[5]: line for line in out.splitlines() if line.startswith("Shell command:")}
-    assert "--set dataset.video_len=8" in commands["export"] and "max_steps" not in commands["export"]
-    assert "--set train.max_steps=3" in commands["tokenizer"] and "model.encoder" not in commands["tokenizer"]
-    for stage in ("train", "eval-seg", "eval-recon", "fvd"):
-        assert "--set train.max_steps=3" in commands[stage]
-        assert "--set 'model.encoder.channels=[8, 8]'" in commands[stage]
-    assert "--set" not in commands["table"]
+    items = ["dataset.video_len=8", "train.max_steps=3", "model.encoder.channels=[8, 8]"]
+    monkeypatch.setenv("SLOTBENCH_SET", json.dumps(items))
+    params = project / "params"
+    assert workflow_overrides("export", params) == {"dataset.video_len": 8}
+    assert workflow_overrides("tokenizer", params) == {"dataset.video_len": 8, "train.max_steps": 3}
+    for stage in ("train", "eval_seg", "eval_recon", "fvd"):
+        assert workflow_overrides(stage, params) == {"dataset.video_len": 8, "train.max_steps": 3,
+                                                     "model.encoder.channels": [8, 8]}
+    assert workflow_overrides("table_model", params) == {}
+    monkeypatch.chdir(project)
+    from slotbench import cli
+
+    assert cli.main(["params", "--dataset", "shapes", "--model", "savi"]) == 0  # not a stage: no $SLOTBENCH_SET
+    out = _snakemake(project, "-n", "results/shapes/steve/table.csv", "--config", f"set=[{', '.join(items[:2])}]")
+    assert {"export", "tokenizer", "train"} <= _planned_rules(out)
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-n", TARGET, "--config",
                            "set=[grid.models=savi]"], cwd=project, env=_env(), capture_output=True, text=True)
     assert proc.returncode != 0 and "--set grid.models: no stage reads these" in proc.stdout + proc.stderr

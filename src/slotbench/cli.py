@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import paths
 from .interop import original_keys
-from .pipeline import FVD_KINDS, WILDCARD_HELP, by_command
+from .pipeline import FVD_KINDS, WILDCARD_HELP, by_command, stage_of
 
 UTILITIES_HELP = """\
 utilities:
@@ -120,6 +120,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     from . import config
 
     overrides = config.parse_overrides(getattr(args, "set", None))  # --set KEY=VALUE
+    if hasattr(args, "set") and args.command in by_command() and os.environ.get(paths.SET_ENV):
+        # a job of `snakemake --config set=[...]`; its own --set wins
+        stage = stage_of(args.command, {w for w, v in vars(args).items() if v is not None})
+        given = config.workflow_overrides(stage.name, getattr(args, "params_dir", paths.PARAMS_DIR))
+        if given:
+            print(f"slotbench {args.command}: ${paths.SET_ENV}: {', '.join(f'{k}={v}' for k, v in given.items())}",
+                  file=sys.stderr)
+        overrides = {**given, **overrides}
     return HANDLERS[args.command](args, overrides, not getattr(args, "no_progress", False)) or 0
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 
 #: The environment variable that replaces every dataset's profile (read by the params loader too).
 PROFILE_ENV = "SLOTBENCH_PROFILE"
+#: The environment variable with the workflow-wide ``--set`` values (a JSON list of ``KEY=VALUE``;
+#: ``snakemake --config set=[...]`` sets it), read by the command line of every stage.
+SET_ENV = "SLOTBENCH_SET"
 #: Prefix of every output path: ``runs/{profile}/`` under a replaced profile, else nothing.
 ROOT = f"runs/{os.environ[PROFILE_ENV]}/" if os.environ.get(PROFILE_ENV) else ""
 

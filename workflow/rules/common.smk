@@ -4,7 +4,6 @@
 # same clear error the command line gives, before any job runs.
 
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from slotbench.pipeline import STAGES, stage_code
 
 shell.prefix(SHELL_PREFIX)  # defines log_to: tee that outlives SLURM's SIGTERM to the job
 PARAMS_DIR = paths.PARAMS_DIR
-# `--config set=[train.max_steps=5,tracking.enabled=false]`: parameters for this run only, each given
-# as `--set` to the jobs whose configuration has its section (checked here, before any job runs)
+# `--config set=[train.max_steps=5,tracking.enabled=false]`: parameters for this run only (checked here,
+# before any job runs). The jobs read them from $SLOTBENCH_SET (the Snakefile sets it), each those of the
+# sections its configuration has; a job's params below include them, so a change re-runs what reads it
 SET = [config["set"]] if isinstance(config.get("set"), str) else list(config.get("set") or [])
 CONFIGS = RunConfigs(PARAMS_DIR, parse_overrides(SET))
 GRID = CONFIGS.grid
@@ -87,8 +87,4 @@ def stage_shell(stage):
     training stage whose resources ask for several processes), its output copied to the log."""
     declared = STAGES[stage]
     flags = " ".join(f"--{w} {{wildcards.{w}}}" for w in declared.wildcards)
-    given = CONFIGS.stage_overrides(stage)
-    sets = [item for item in SET if item.partition("=")[0] in given]
-    if sets:  # quoted for the shell, braces doubled for Snakemake's formatting
-        flags += " " + " ".join("--set " + shlex.quote(item).replace("{", "{{").replace("}", "}}") for item in sets)
     return f"{command_prefix(RESOURCES, stage, PYTHON)} {declared.command} {flags} 2>&1 | log_to {{log}}"

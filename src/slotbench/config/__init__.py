@@ -14,6 +14,7 @@ from .loader import (
     resolve_tokenizer,
     stage_params,
     tokenizer_layers,
+    workflow_overrides,
 )
 from .schema import ParamsError
 
@@ -31,5 +32,6 @@ __all__ = [
     "resolve_dataset",
     "resolve_tokenizer",
     "tokenizer_layers",
+    "workflow_overrides",
     "stage_params",
 ]

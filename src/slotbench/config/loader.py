@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from ..paths import PROFILE_ENV
+from ..paths import PROFILE_ENV, SET_ENV
 from ..pipeline import STAGES
 from . import definitions as defs
 from .schema import ParamsError, Variant, validate
@@ -455,6 +455,21 @@ def _check_shapes(cfg: dict, section: str, where: str) -> None:
         if res not in reachable:
             raise ParamsError(f"{where}: model.decoder.broadcast_resolution: {size} with {layers} decoder layers "
                               f"reaches {sorted(reachable)}, not {size_key} {res}")
+
+
+def workflow_overrides(stage: str, params_dir: str | Path = "params") -> dict[str, Any]:
+    """The workflow-wide overrides (``$SLOTBENCH_SET``, a JSON list of ``KEY=VALUE``) that a job of
+    ``stage`` takes: those of the sections its configuration has (:meth:`RunConfigs.stage_overrides`)."""
+    text = os.environ.get(SET_ENV)
+    if not text:
+        return {}
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ParamsError(f"${SET_ENV}: not a JSON list of KEY=VALUE ({err})") from err
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ParamsError(f"${SET_ENV}: not a JSON list of KEY=VALUE strings: {text}")
+    return RunConfigs(params_dir, parse_overrides(items)).stage_overrides(stage)
 
 
 class RunConfigs:
