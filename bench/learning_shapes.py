@@ -225,6 +225,8 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
     """The record of a finished model and its curves (``{"train", "val"}`` frames); ``None``
     when its evaluation is not written yet."""
     project = scratch / model
+    if not (project / "run_lengths.json").is_file():
+        return None
     run = project / "results" / DATASET / model / f"seed{run_seed(project)}"
     if not (run / "seg.json").is_file() or not (run / "recon.json").is_file():
         return None
