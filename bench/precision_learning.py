@@ -66,16 +66,16 @@ def _curves(name: str, model: str) -> pd.DataFrame | None:
     return pd.read_csv(path).set_index("step") if path.is_file() else None
 
 
-def compare(models: list[str], seeds: list[int]) -> dict:
+def compare() -> dict:
     """Per model: each run's test scores (and its tokenizer's last validation) and the validation
-    curves of every run at the steps they share."""
-    names = [run_name(precision, seed) for seed in seeds for precision in PRECISIONS]
+    curves of every run at the steps they share; every model and seed that has results."""
+    names = [run_name(precision, seed) for seed in range(100) for precision in PRECISIONS]
     results = {name: json.loads(path.read_text()) for name in names
                if (path := RESULTS / "precision_learning" / name / "learning_shapes.json").is_file()}
     out = {"benchmark": "same learning in float32 and with bf16 autocast (bench/learning_shapes.py twice)",
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "runs": list(results), "models": {}}
-    for model in models:
+    for model in MODELS:
         runs = [name for name, r in results.items() if model in r]
         if not runs:
             continue
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     run(args)
-    result = compare(args.models, args.seeds)
+    result = compare()
     (RESULTS / "precision_learning.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "precision_learning.md").write_text(markdown(result))
     print(markdown(result))
