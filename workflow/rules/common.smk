@@ -4,6 +4,7 @@
 # same clear error the command line gives, before any job runs.
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,10 +16,9 @@ from slotbench.pipeline import STAGES, stage_code
 shell.prefix(SHELL_PREFIX)  # defines log_to: tee that outlives SLURM's SIGTERM to the job
 PARAMS_DIR = paths.PARAMS_DIR
 # `--config set=[train.max_steps=5,tracking.enabled=false]`: parameters for this run only (checked here,
-# before any job runs). The jobs read them from $SLOTBENCH_SET (the Snakefile sets it), each those of the
+# before any job runs), from $SLOTBENCH_SET, which the Snakefile sets and the jobs read, each those of the
 # sections its configuration has; a job's params below include them, so a change re-runs what reads it
-SET = [config["set"]] if isinstance(config.get("set"), str) else list(config.get("set") or [])
-CONFIGS = RunConfigs(PARAMS_DIR, parse_overrides(SET))
+CONFIGS = RunConfigs(PARAMS_DIR, parse_overrides(json.loads(os.environ.get(paths.SET_ENV, "[]"))))
 GRID = CONFIGS.grid
 RESOURCES = load_resources(PARAMS_DIR)
 PYTHON = sys.executable  # the interpreter running Snakemake (the project's virtual environment)
