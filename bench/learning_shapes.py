@@ -227,19 +227,19 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
     project = scratch / model
     if not (project / "run_lengths.json").is_file():
         return None
-    run = project / "results" / DATASET / model / f"seed{run_seed(project)}"
+    lengths = json.loads((project / "run_lengths.json").read_text())
+    run = project / "results" / DATASET / model / f"seed{lengths.get('seed', 0)}"
     if not (run / "seg.json").is_file() or not (run / "recon.json").is_file():
         return None
     cfg = _resolved(project, model)
     seg, recon = (json.loads((run / f).read_text()) for f in ("seg.json", "recon.json"))
     train = json.loads((run / "train.json").read_text())
     times = json.loads((project / "stage_times.json").read_text())
-    lengths = json.loads((project / "run_lengths.json").read_text())
     curves, why = read_history(cfg["tracking"], run)
     write_curves(curves, out / f"{model}_train.csv", out / f"{model}_val.csv")
     record = {
         "fg_ari": seg["FG-ARI"], "miou": seg["mIoU"], "mbo": seg["mBO"], "steps": train["steps"],
-        "seed": run_seed(project), "protocol": PROTOCOL[model], "test_videos": seg["num_videos"],
+        "seed": lengths.get("seed", 0), "protocol": PROTOCOL[model], "test_videos": seg["num_videos"],
         "by_num_objects": seg.get("by_num_objects"),
         "mse": recon["MSE"], "psnr": recon["PSNR"], "ssim": recon["SSIM"],
         "train_wall_hours": round(train["wall_time_s"] / 3600, 3),

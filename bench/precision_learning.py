@@ -69,9 +69,12 @@ def _curves(name: str, model: str) -> pd.DataFrame | None:
 def compare() -> dict:
     """Per model: each run's test scores (and its tokenizer's last validation) and the validation
     curves of every run at the steps they share; every model and seed that has results."""
-    names = [run_name(precision, seed) for seed in range(100) for precision in PRECISIONS]
-    results = {name: json.loads(path.read_text()) for name in names
-               if (path := RESULTS / "precision_learning" / name / "learning_shapes.json").is_file()}
+    def order(path: Path) -> tuple[int, int]:  # seed, then float32 before bf16
+        precision, _, seed = path.parent.name.partition("_seed")
+        return int(seed or 0), list(PRECISIONS).index(precision)
+
+    paths = sorted((RESULTS / "precision_learning").glob("*/learning_shapes.json"), key=order)
+    results = {path.parent.name: json.loads(path.read_text()) for path in paths}
     out = {"benchmark": "same learning in float32 and with bf16 autocast (bench/learning_shapes.py twice)",
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "runs": list(results), "models": {}}
