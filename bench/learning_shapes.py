@@ -72,6 +72,7 @@ SCRATCH = ROOT / "bench" / "scratch" / "learning_shapes"
 PARAMS = ROOT / "params"
 DATASET = "shapes"
 MODELS = ("savi", "steve", "slotdiffusion")
+SEG_KEYS = {"fg_ari": "FG-ARI", "miou": "mIoU", "mbo": "mBO"}  # seg.json's names
 TOKENIZER = {"savi": None, "steve": "dvae", "slotdiffusion": "vqvae"}
 LABEL = {"savi": "SAVi", "steve": "STEVE", "slotdiffusion": "SlotDiffusion",
          "baseline_one_segment": "one segment", "baseline_grid": "grid of K cells",
@@ -241,6 +242,7 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
         "fg_ari": seg["FG-ARI"], "miou": seg["mIoU"], "mbo": seg["mBO"], "steps": train["steps"],
         "seed": lengths.get("seed", 0), "protocol": PROTOCOL[model], "test_videos": seg["num_videos"],
         "by_num_objects": seg.get("by_num_objects"),
+        **_per_frame({k: seg["per_frame"][v] for k, v in SEG_KEYS.items()} if "per_frame" in seg else None),
         "mse": recon["MSE"], "psnr": recon["PSNR"], "ssim": recon["SSIM"],
         "train_wall_hours": round(train["wall_time_s"] / 3600, 3),
         "cpu_hours": round(sum(t["cpu_s"] for t in times.values()) / 3600, 3),
@@ -257,13 +259,19 @@ def collect_model(model: str, scratch: Path, out: Path) -> tuple[dict, dict] | N
     return record, curves
 
 
+def _per_frame(scores: dict | None) -> dict:
+    """``frame_fg_ari``, ``frame_miou``, ``frame_mbo``: the scores with every frame segmented alone
+    (``seg.json``'s ``per_frame``; None for an evaluation written before it existed)."""
+    return {f"frame_{m}": None if scores is None else scores[m] for m in ("fg_ari", "miou", "mbo")}
+
+
 def baselines(scratch: Path, num_slots: int) -> dict:
     """The three baselines on the test split of the first scratch project that has the data."""
     for model in MODELS:
         data = scratch / model / "data" / DATASET
         if (data / "meta.json").is_file():
             scores = score_baselines(VideoDataset(data, "test"), num_slots, batch_size=16, progress=False)
-            return {name: {"fg_ari": s["fg_ari"], "miou": s["miou"], "mbo": s["mbo"],
+            return {name: {"fg_ari": s["fg_ari"], "miou": s["miou"], "mbo": s["mbo"], **_per_frame(s["per_frame"]),
                            "test_videos": s["num_videos"], "by_num_objects": s["by_num_objects"]}
                     for name, s in scores.items()}
     return {}
@@ -400,6 +408,15 @@ def markdown(result: dict, models: list[str]) -> str:
             r = result[name]
             lines.append(f"| {LABEL[name]} | no learning | | {_fmt(r['fg_ari'])} | {_fmt(r['miou'])} | "
                          f"{_fmt(r['mbo'])} | | | | | |")
+    lines += ["", "The same test videos with every frame segmented alone (mean over frames, x100): what each "
+              "method scores without holding an object's id over the video; the gap to the table above is "
+              "what it loses to ids that change between frames.", "",
+              "| method | FG-ARI | mIoU | mBO | FG-ARI lost to changing ids |", "|---|---|---|---|---|"]
+    for name in (*models, *(b for b in BASELINES if b in result)):
+        r = result[name]
+        if r.get("frame_fg_ari") is not None:
+            lines.append(f"| {LABEL[name]} | {_fmt(r['frame_fg_ari'])} | {_fmt(r['frame_miou'])} | "
+                         f"{_fmt(r['frame_mbo'])} | {_fmt(r['frame_fg_ari'] - r['fg_ari'])} |")
     lines += ["", "Targets: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result["targets"].items()) + ".",
               "", "![validation curves](learning_shapes/curves.png)", "",
               "Rows per video: frames, ground truth, " + ", ".join(LABEL[m] for m in models)

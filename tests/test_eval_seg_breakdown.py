@@ -76,3 +76,42 @@ def test_seg_json_scores_are_strict_json_when_a_mean_has_no_finite_value():
     records = {count: _record_scores(part) for count, part in summarise_by_objects(per_video).items()}
     assert records["0"]["mBO"] is None and records["2"]["mBO"] is not None
     assert json.loads(json.dumps(records, allow_nan=False)) == records
+
+
+def test_frame_means_score_each_frame_alone_against_scikit_learn():
+    """``frame_fg_ari`` is the mean of scikit-learn's ARI over the foreground pixels of each frame
+    that has any; a prediction that swaps two objects' ids halfway through scores 1 per frame and
+    less on the whole video."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from slotbench.evaluation.segmentation import frame_means
+
+    rng = np.random.default_rng(5)
+    gt = torch.from_numpy(rng.integers(0, 4, (3, 5, 6, 6)))
+    gt[1, 2] = 0  # a frame without foreground: no score
+    pred = torch.from_numpy(np.where(rng.random(gt.shape) < 0.3, rng.integers(0, 4, gt.shape), gt.numpy()))
+    means = frame_means(gt, pred)
+    for b in range(3):
+        scores = [adjusted_rand_score(gt[b, t][gt[b, t] > 0], pred[b, t][gt[b, t] > 0])
+                  for t in range(5) if (gt[b, t] > 0).any()]
+        assert math.isclose(means["frame_fg_ari"][b], float(np.mean(scores)), rel_tol=1e-9)
+        per_frame = segmentation_scores(gt[b], pred[b])  # [T, H, W]: each frame a "video"
+        keep = [(gt[b, t] > 0).any().item() for t in range(5)]
+        assert math.isclose(means["frame_mbo"][b], float(per_frame["mbo"][keep].mean()), rel_tol=1e-9)
+
+    swapped = gt.clone()
+    swapped[:, 3:] = torch.where(gt[:, 3:] == 1, 2, torch.where(gt[:, 3:] == 2, 1, gt[:, 3:]))
+    assert frame_means(gt, swapped)["frame_fg_ari"] == [1.0, 1.0, 1.0]
+    assert all(v < 0.9 for v in segmentation_scores(gt, swapped)["fg_ari"].tolist())
+
+
+def test_score_videos_reports_frame_means():
+    rng = np.random.default_rng(6)
+    items, preds = _videos(rng, [2, 3])
+    per_video = score_videos(_Oracle(preds), items, batch_size=2, chunk_len=4,
+                             device=torch.device("cpu"), progress=False)
+    from slotbench.evaluation.segmentation import frame_means
+
+    expected = frame_means(torch.stack([it["seg"] for it in items]), torch.stack(list(preds.values())))
+    for name, values in expected.items():
+        np.testing.assert_allclose(per_video[name], values)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..metrics import segmentation_scores
-from .segmentation import METRICS, summarise, summarise_by_objects
+from .segmentation import FRAME_METRICS, METRICS, frame_means, summarise, summarise_by_objects
 
 __all__ = ["BASELINES", "colour_kmeans", "grid", "grid_shape", "one_segment", "score_baselines"]
 
@@ -188,18 +188,21 @@ def score_baselines(dataset: Dataset, num_slots: int, batch_size: int,
         num_slots: K given to each baseline.
     Returns:
         ``{"baseline_<name>": {"fg_ari", "miou", "mbo" (percent), "num_videos",
-        "by_num_objects": {...}}}``, as :func:`summarise` and :func:`summarise_by_objects` give.
+        "by_num_objects": {...}, "per_frame": {...}}}``, as :func:`summarise`,
+        :func:`summarise_by_objects` and (every frame scored alone) :func:`frame_means` give.
     """
-    per_video = {name: {m: [] for m in (*METRICS, "num_objects")} for name in BASELINES}
+    per_video = {name: {m: [] for m in (*METRICS, *FRAME_METRICS, "num_objects")} for name in BASELINES}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for batch in tqdm(loader, desc="baselines", unit="batch", disable=not progress, dynamic_ncols=True):
         video = torch.as_tensor(batch["video"])  # [B, T, H, W, 3]
         gt = torch.as_tensor(batch["seg"]).long()  # [B, T, H, W]
         num_objects = [len(torch.unique(g[g > 0])) for g in gt]
         for name, baseline in BASELINES.items():
-            scores = segmentation_scores(gt, baseline(video, num_slots))
-            for m in METRICS:
-                per_video[name][m].extend(scores[m].tolist())
+            pred = baseline(video, num_slots)
+            scores = {**segmentation_scores(gt, pred), **frame_means(gt, pred)}
+            for m in (*METRICS, *FRAME_METRICS):
+                per_video[name][m].extend(torch.as_tensor(scores[m]).tolist())
             per_video[name]["num_objects"].extend(num_objects)
-    return {f"baseline_{name}": {**summarise(scores), "by_num_objects": summarise_by_objects(scores)}
+    return {f"baseline_{name}": {**summarise(scores), "by_num_objects": summarise_by_objects(scores),
+                                 "per_frame": summarise({m: scores[f"frame_{m}"] for m in METRICS})}
             for name, scores in per_video.items()}

@@ -3,6 +3,10 @@
 Per video FG-ARI, mIoU and mBO (:mod:`slotbench.metrics`), averaged over videos (mBO and mIoU
 skip NaN videos, as nerv's meters do) and reported x100 like the paper. The ``eval_seg`` stage
 also logs them to the MLflow run of the training (:mod:`.tracking`).
+
+Beside the protocol's scores, ``seg.json`` keeps the same metrics with every frame scored alone
+(``per_frame``): a slot that swaps objects between frames costs the whole-video scores, not these,
+so the gap between the two is what the model loses to temporal inconsistency.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from ..io import sha256_file, write_record
 from ..metrics import segmentation_scores
 
 METRICS = ("fg_ari", "miou", "mbo")
+#: The per-video means over frames scored alone (:func:`frame_means`).
+FRAME_METRICS = tuple(f"frame_{name}" for name in METRICS)
 
 
 @torch.no_grad()
@@ -32,11 +38,12 @@ def score_videos(model: torch.nn.Module, dataset: Dataset, batch_size: int, chun
         dataset: items with ``video`` uint8 [T, H, W, 3] and ``seg`` int64 [T, H, W].
         chunk_len: frames per forward pass (slots carry over between chunks).
     Returns:
-        ``{"fg_ari", "miou", "mbo", "num_objects"}``: one entry per video in dataset order;
-        ``num_objects`` counts the foreground GT ids present anywhere in the video.
+        ``{"fg_ari", "miou", "mbo", "frame_fg_ari", "frame_miou", "frame_mbo", "num_objects"}``: one
+        entry per video in dataset order; ``frame_*`` are :func:`frame_means`; ``num_objects``
+        counts the foreground GT ids present anywhere in the video.
     """
     model.eval()
-    per_video: dict[str, list[float]] = {m: [] for m in (*METRICS, "num_objects")}
+    per_video: dict[str, list[float]] = {m: [] for m in (*METRICS, *FRAME_METRICS, "num_objects")}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator())
     for batch in tqdm(loader, desc="segment", unit="batch", disable=not progress, dynamic_ncols=True):
         video = to_model_input(batch["video"].to(device))
@@ -45,8 +52,29 @@ def score_videos(model: torch.nn.Module, dataset: Dataset, batch_size: int, chun
         scores = segmentation_scores(gt, pred)
         for name in METRICS:
             per_video[name].extend(scores[name].cpu().tolist())
+        for name, values in frame_means(gt, pred).items():
+            per_video[name].extend(values)
         per_video["num_objects"].extend(len(torch.unique(g[g > 0])) for g in gt)
     return per_video
+
+
+def frame_means(gt: torch.Tensor, pred: torch.Tensor) -> dict[str, list[float]]:
+    """Per video, the mean FG-ARI / mIoU / mBO of its frames scored one by one (fractions).
+
+    Args:
+        gt, pred: integer ids ``[B, T, H, W]`` (0 = background in ``gt``).
+    Returns:
+        ``{"frame_fg_ari", "frame_miou", "frame_mbo"}``, each ``B`` values: the mean over the frames
+        that hold a foreground pixel (a frame without one has no score; NaN when no frame has one).
+    """
+    b, t = gt.shape[:2]
+    scores = segmentation_scores(gt.flatten(0, 1), pred.flatten(0, 1))
+    has_object = (gt.flatten(2) > 0).any(dim=2)  # [B, T]
+    out = {}
+    for name in METRICS:
+        values = scores[name].view(b, t).where(has_object, torch.nan)
+        out[f"frame_{name}"] = values.nanmean(dim=1).cpu().tolist()
+    return out
 
 
 def summarise(per_video: dict[str, list[float]]) -> dict[str, float]:
@@ -111,6 +139,7 @@ def run_eval_seg(eval_cfg: dict, runtime_cfg: dict, checkpoint_path: str | Path,
         "split": eval_cfg["split"],
         "frames_per_video": cfg["dataset"]["video_len"],
         "by_num_objects": {count: _record_scores(part) for count, part in summarise_by_objects(per_video).items()},
+        "per_frame": _record_scores(summarise({name: per_video[f"frame_{name}"] for name in METRICS})),
         "dataset": cfg["dataset"]["name"],
         "model": cfg["model"]["name"],
         "seed": state["seed"],
