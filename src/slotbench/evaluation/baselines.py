@@ -25,8 +25,7 @@ from scipy.optimize import linear_sum_assignment
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..metrics import segmentation_scores
-from .segmentation import FRAME_METRICS, METRICS, frame_means, summarise, summarise_by_objects
+from .segmentation import FRAME_METRICS, METRICS, summarise, summarise_by_objects, video_scores
 
 __all__ = ["BASELINES", "colour_kmeans", "grid", "grid_shape", "one_segment", "score_baselines"]
 
@@ -189,7 +188,7 @@ def score_baselines(dataset: Dataset, num_slots: int, batch_size: int,
     Returns:
         ``{"baseline_<name>": {"fg_ari", "miou", "mbo" (percent), "num_videos",
         "by_num_objects": {...}, "per_frame": {...}}}``, as :func:`summarise`,
-        :func:`summarise_by_objects` and (every frame scored alone) :func:`frame_means` give.
+        :func:`summarise_by_objects` and (every frame scored alone) :func:`video_scores` give.
     """
     per_video = {name: {m: [] for m in (*METRICS, *FRAME_METRICS, "num_objects")} for name in BASELINES}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
@@ -198,10 +197,8 @@ def score_baselines(dataset: Dataset, num_slots: int, batch_size: int,
         gt = torch.as_tensor(batch["seg"]).long()  # [B, T, H, W]
         num_objects = [len(torch.unique(g[g > 0])) for g in gt]
         for name, baseline in BASELINES.items():
-            pred = baseline(video, num_slots)
-            scores = {**segmentation_scores(gt, pred), **frame_means(gt, pred)}
-            for m in (*METRICS, *FRAME_METRICS):
-                per_video[name][m].extend(torch.as_tensor(scores[m]).tolist())
+            for m, values in video_scores(gt, baseline(video, num_slots)).items():
+                per_video[name][m].extend(values)
             per_video[name]["num_objects"].extend(num_objects)
     return {f"baseline_{name}": {**summarise(scores), "by_num_objects": summarise_by_objects(scores),
                                  "per_frame": summarise({m: scores[f"frame_{m}"] for m in METRICS})}

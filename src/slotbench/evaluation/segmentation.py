@@ -49,13 +49,17 @@ def score_videos(model: torch.nn.Module, dataset: Dataset, batch_size: int, chun
         video = to_model_input(batch["video"].to(device))
         gt = batch["seg"].to(device)
         pred = model.segment(video, chunk_len)
-        scores = segmentation_scores(gt, pred)
-        for name in METRICS:
-            per_video[name].extend(scores[name].cpu().tolist())
-        for name, values in frame_means(gt, pred).items():
+        for name, values in video_scores(gt, pred).items():
             per_video[name].extend(values)
         per_video["num_objects"].extend(len(torch.unique(g[g > 0])) for g in gt)
     return per_video
+
+
+def video_scores(gt: torch.Tensor, pred: torch.Tensor) -> dict[str, list[float]]:
+    """Per video (fractions): FG-ARI / mIoU / mBO over the whole video (:data:`METRICS`) and over
+    its frames scored alone (:data:`FRAME_METRICS`, :func:`frame_means`); ids ``[B, T, H, W]``."""
+    scores = segmentation_scores(gt, pred)
+    return {**{name: scores[name].cpu().tolist() for name in METRICS}, **frame_means(gt, pred)}
 
 
 def frame_means(gt: torch.Tensor, pred: torch.Tensor) -> dict[str, list[float]]:
