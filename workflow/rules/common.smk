@@ -4,12 +4,11 @@
 # same clear error the command line gives, before any job runs.
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from slotbench import paths
-from slotbench.config import RunConfigs, load_resources, parse_overrides
+from slotbench.config import RunConfigs, load_resources, parse_overrides, workflow_set
 from slotbench.jobs import SHELL_PREFIX, command_prefix, snakemake_resources
 from slotbench.pipeline import STAGES, stage_code
 
@@ -18,7 +17,7 @@ PARAMS_DIR = paths.PARAMS_DIR
 # `--config set=[train.max_steps=5,tracking.enabled=false]`: parameters for this run only (checked here,
 # before any job runs), from $SLOTBENCH_SET, which the Snakefile sets and the jobs read, each those of the
 # sections its configuration has; a job's params below include them, so a change re-runs what reads it
-CONFIGS = RunConfigs(PARAMS_DIR, parse_overrides(json.loads(os.environ.get(paths.SET_ENV, "[]"))))
+CONFIGS = RunConfigs(PARAMS_DIR, parse_overrides(workflow_set()))
 GRID = CONFIGS.grid
 RESOURCES = load_resources(PARAMS_DIR)
 PYTHON = sys.executable  # the interpreter running Snakemake (the project's virtual environment)

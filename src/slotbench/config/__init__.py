@@ -15,6 +15,7 @@ from .loader import (
     stage_params,
     tokenizer_layers,
     workflow_overrides,
+    workflow_set,
 )
 from .schema import ParamsError
 
@@ -33,5 +34,6 @@ __all__ = [
     "resolve_tokenizer",
     "tokenizer_layers",
     "workflow_overrides",
+    "workflow_set",
     "stage_params",
 ]

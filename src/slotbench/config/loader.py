@@ -457,19 +457,26 @@ def _check_shapes(cfg: dict, section: str, where: str) -> None:
                               f"reaches {sorted(reachable)}, not {size_key} {res}")
 
 
-def workflow_overrides(stage: str, params_dir: str | Path = "params") -> dict[str, Any]:
-    """The workflow-wide overrides (``$SLOTBENCH_SET``, a JSON list of ``KEY=VALUE``) that a job of
-    ``stage`` takes: those of the sections its configuration has (:meth:`RunConfigs.stage_overrides`)."""
+def workflow_set() -> list[str]:
+    """The workflow-wide ``KEY=VALUE`` items of ``$SLOTBENCH_SET`` (a JSON list; ``snakemake --config
+    set=[...]`` sets it), checked; ``[]`` when unset."""
     text = os.environ.get(SET_ENV)
     if not text:
-        return {}
+        return []
     try:
         items = json.loads(text)
     except json.JSONDecodeError as err:
         raise ParamsError(f"${SET_ENV}: not a JSON list of KEY=VALUE ({err})") from err
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise ParamsError(f"${SET_ENV}: not a JSON list of KEY=VALUE strings: {text}")
-    return RunConfigs(params_dir, parse_overrides(items)).stage_overrides(stage)
+    return items
+
+
+def workflow_overrides(stage: str, params_dir: str | Path = "params") -> dict[str, Any]:
+    """The workflow-wide overrides (:func:`workflow_set`) that a job of ``stage`` takes: those of the
+    sections its configuration has (:meth:`RunConfigs.stage_overrides`)."""
+    items = workflow_set()
+    return RunConfigs(params_dir, parse_overrides(items)).stage_overrides(stage) if items else {}
 
 
 class RunConfigs:
