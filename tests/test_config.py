@@ -127,8 +127,8 @@ def test_reference_steve_and_slotdiffusion(dataset):
 
 def test_reference_tokenizers():
     dvae = resolve_tokenizer("movi_e", "dvae", REPO / "params")
-    assert dvae["tokenizer"] == {"name": "dvae", "vocab_size": 4096, "hidden_channels": 64, "init": None,
-                                 "gumbel": {"init_tau": 1.0, "final_tau": 0.1, "decay_pct": 0.15}}
+    assert dvae["tokenizer"] == {"name": "dvae", "vocab_size": 4096, "hidden_channels": 64, "down_factor": 4,
+                                 "init": None, "gumbel": {"init_tau": 1.0, "final_tau": 0.1, "decay_pct": 0.15}}
     vq = resolve_tokenizer("movi_e", "vqvae", REPO / "params")
     tok = vq["tokenizer"]
     assert (tok["channels"], tok["channel_mult"], tok["n_embed"]) == (64, [1, 2, 4], 4096)

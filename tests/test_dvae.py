@@ -200,3 +200,24 @@ def test_invalid_inputs_raise():
         model.tokenize(torch.rand(2, 1, 3, 16, 16))
     with pytest.raises(ValueError):
         gumbel_tau(0, 10, init_tau=0.1, final_tau=1.0)
+
+
+def test_down_factor_two_halves_the_token_grid_only():
+    """``down_factor: 2``: tokens of 2x2 pixels, one up-sampling stage; 4 keeps the original's layers."""
+    torch.manual_seed(0)
+    four = DVAE(TINY)
+    torch.manual_seed(0)
+    two = DVAE(dict(TINY, down_factor=2))
+    assert (four.down_factor, two.down_factor) == (4, 2)
+    assert len(two.decoder) == len(four.decoder) - 5
+    assert sum(isinstance(m, torch.nn.PixelShuffle) for m in two.decoder) == 1
+    img = _img(b=2, res=16)
+    assert two.tokenize(img).shape == (2, 8, 8)
+    assert four.tokenize(img).shape == (2, 4, 4)
+    out = two(img, tau=1.0)
+    assert out["recon"].shape == img.shape and out["z_logits"].shape == (2, TINY["vocab_size"], 8, 8)
+    assert two.detokenize(two.tokenize(img)).shape == img.shape
+    with pytest.raises(ValueError, match="divisible by 2"):
+        two.logits(_img(b=1, res=15))
+    with pytest.raises(ValueError, match="down_factor"):
+        DVAE(dict(TINY, down_factor=8))

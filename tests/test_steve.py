@@ -121,6 +121,16 @@ def test_forward_shapes_and_loss():
     torch.testing.assert_close(losses["loss"], ce)
 
 
+def test_dvae_with_down_factor_two_gives_four_times_the_tokens():
+    torch.manual_seed(0)
+    model = build_model(TINY, 16, tokenizer=build_tokenizer(dict(TINY_DVAE, down_factor=2)))
+    assert model.token_resolution == (8, 8) and model.num_tokens == 64
+    video = _video()
+    out = model(video)
+    assert out["logits"].shape == (6, 64, 32) and out["targets"].shape == (6, 64)
+    assert torch.isfinite(model.loss(video, out)["loss"])
+
+
 def _reference_decoder_logits(dec: STEVETransformerDecoder, slots, in_ids):
     """An independent re-statement of the reference decoder (eval mode, no dropout)."""
     h = dec.num_heads

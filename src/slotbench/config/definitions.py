@@ -174,6 +174,7 @@ TOKENIZER = Variant(
             "name": string(),
             "vocab_size": integer(2),
             "hidden_channels": integer(1),
+            "down_factor": one_of(4, 2),
             "init": INIT,
             "gumbel": {"init_tau": number(0.0), "final_tau": number(0.0), "decay_pct": number(0.0, 1.0)},
         },

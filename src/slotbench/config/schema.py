@@ -27,7 +27,7 @@ class Spec:
 
     description: str
     check: Callable[[Any], str | None]
-    choices: tuple[str, ...] = ()  # the allowed values of a :func:`one_of` leaf
+    choices: tuple[Any, ...] = ()  # the allowed values of a :func:`one_of` leaf
 
     def __repr__(self) -> str:  # shown in error messages
         return self.description
@@ -96,7 +96,7 @@ def boolean() -> Spec:
     return Spec("boolean", lambda v: None if isinstance(v, bool) else f"expected true or false, got {v!r}")
 
 
-def one_of(*choices: str) -> Spec:
+def one_of(*choices: Any) -> Spec:
     def check(v: Any) -> str | None:
         return None if v in choices else f"expected one of {list(choices)}, got {v!r}"
 

@@ -12,6 +12,10 @@ weights and zero bias):
   -> 2 x block (k1) -> block ``C -> 4C`` (k1) -> ``PixelShuffle(2)`` -> conv ``C -> 3`` (k1), no
   output activation (images live in [-1, 1]).
 
+``down_factor: 2`` (not in the original; for small frames, where 4x4-pixel tokens are as large as
+the objects) makes the first encoder block k2, s2 and drops the decoder's second up-sampling stage
+(the ``PixelShuffle(2)`` and the four blocks before it): tokens ``[B, H/2, W/2]``.
+
 Training: ``z_logits = log_softmax(logits)`` over the vocabulary, ``z = gumbel_softmax(z_logits,
 tau)`` (soft by default) with Gumbel noise ``-log(E + tiny)``, ``E ~ Exp(1)``; the loss is
 ``mse(recon, img)`` only. The temperature follows :func:`gumbel_tau`. Tokens are the argmax of
@@ -20,7 +24,7 @@ the logits (no noise); decoding takes ids or one-hot / probability maps.
 The module layout (``encoder``/``decoder`` ``nn.Sequential`` indices, ``m``/``weight``/``bias``
 inside a block) mirrors the original's, so their state dicts have the same keys.
 
-Config keys: ``{name: dvae, vocab_size: 4096, hidden_channels: 64}``. Reference parameter
+Config keys: ``{name: dvae, vocab_size: 4096, hidden_channels: 64, down_factor: 4}``. Reference parameter
 count at vocab 4096, hidden 64: 681,923 (encoder 294,784, decoder 387,139).
 """
 
@@ -34,7 +38,7 @@ from torch import Tensor, nn
 
 __all__ = ["Conv2dBlock", "DVAE", "gumbel_noise", "gumbel_softmax", "gumbel_tau"]
 
-DOWN_FACTOR = 4
+DOWN_FACTORS = (4, 2)  # the original's, and one for small frames
 
 
 def _conv(
@@ -125,14 +129,16 @@ def gumbel_tau(
 
 
 class DVAE(nn.Module):
-    """Discrete VAE tokenizer: ``[B, 3, H, W]`` <-> tokens ``[B, H/4, W/4]`` in ``[0, V)``.
+    """Discrete VAE tokenizer: ``[B, 3, H, W]`` <-> tokens ``[B, H/f, W/f]`` in ``[0, V)``,
+    ``f = down_factor`` (4 as the original, or 2).
 
     Args:
-        cfg: ``{name: dvae, vocab_size, hidden_channels}``.
+        cfg: ``{name: dvae, vocab_size, hidden_channels, down_factor (default 4)}``.
 
     Attributes:
         vocab_size: ``V``.
         hidden_channels: ``C``.
+        down_factor: ``f``.
     """
 
     def __init__(self, cfg: dict):
@@ -142,44 +148,33 @@ class DVAE(nn.Module):
         self.cfg = cfg
         self.vocab_size = int(cfg["vocab_size"])
         self.hidden_channels = int(cfg["hidden_channels"])
+        self.down_factor = int(cfg.get("down_factor", 4))
         if self.vocab_size < 2 or self.hidden_channels < 1:
             raise ValueError("dvae vocab_size must be >= 2 and hidden_channels >= 1")
-        v, c = self.vocab_size, self.hidden_channels
+        if self.down_factor not in DOWN_FACTORS:
+            raise ValueError(f"dvae down_factor must be one of {list(DOWN_FACTORS)}, got {self.down_factor}")
+        v, c, f = self.vocab_size, self.hidden_channels, self.down_factor
         self.encoder = nn.Sequential(
-            Conv2dBlock(3, c, 4, 4),
+            Conv2dBlock(3, c, f, f),
             *[Conv2dBlock(c, c, 1) for _ in range(6)],
             _conv(c, v, 1),
         )
-        self.decoder = nn.Sequential(
-            Conv2dBlock(v, c, 1),
-            Conv2dBlock(c, c, 3, 1, 1),
-            Conv2dBlock(c, c, 1),
-            Conv2dBlock(c, c, 1),
-            Conv2dBlock(c, 4 * c, 1),
-            nn.PixelShuffle(2),
-            Conv2dBlock(c, c, 3, 1, 1),
-            Conv2dBlock(c, c, 1),
-            Conv2dBlock(c, c, 1),
-            Conv2dBlock(c, 4 * c, 1),
-            nn.PixelShuffle(2),
-            _conv(c, 3, 1),
-        )
-
-    @property
-    def down_factor(self) -> int:
-        """Spatial down-sampling factor of the token grid (4)."""
-        return DOWN_FACTOR
+        decoder = [Conv2dBlock(v, c, 1)]  # built in layer order: the same random draws as the original
+        for _ in range(int(math.log2(f))):
+            decoder += [Conv2dBlock(c, c, 3, 1, 1), Conv2dBlock(c, c, 1), Conv2dBlock(c, c, 1),
+                        Conv2dBlock(c, 4 * c, 1), nn.PixelShuffle(2)]
+        self.decoder = nn.Sequential(*decoder, _conv(c, 3, 1))
 
     def _check_img(self, img: Tensor) -> None:
         if img.dim() != 4 or img.shape[1] != 3:
             raise ValueError(f"img must be [B, 3, H, W], got {list(img.shape)}")
-        if img.shape[-1] % DOWN_FACTOR or img.shape[-2] % DOWN_FACTOR:
+        if img.shape[-1] % self.down_factor or img.shape[-2] % self.down_factor:
             raise ValueError(
-                f"image size {tuple(img.shape[-2:])} is not divisible by {DOWN_FACTOR}"
+                f"image size {tuple(img.shape[-2:])} is not divisible by {self.down_factor}"
             )
 
     def logits(self, img: Tensor) -> Tensor:
-        """Raw encoder logits ``[B, V, H/4, W/4]``."""
+        """Raw encoder logits ``[B, V, H/f, W/f]``."""
         self._check_img(img)
         return self.encoder(img)
 
@@ -205,12 +200,12 @@ class DVAE(nn.Module):
 
     @torch.no_grad()
     def tokenize(self, img: Tensor) -> Tensor:
-        """Token ids ``LongTensor [B, H/4, W/4]``: argmax of the logits, no noise."""
+        """Token ids ``LongTensor [B, H/f, W/f]``: argmax of the logits, no noise."""
         return self.logits(img).argmax(dim=1)
 
     def detokenize(self, z: Tensor) -> Tensor:
         """Decode token ids ``[B, h, w]`` (integer) or one-hot / probabilities ``[B, V, h, w]``
-        (floating) into images ``[B, 3, 4h, 4w]``.
+        (floating) into images ``[B, 3, f h, f w]``.
 
         Ids take a shortcut that gives the same result as decoding their one-hot map: the first
         decoder conv is 1x1 and bias-free, so on a one-hot input it just selects a column of its
