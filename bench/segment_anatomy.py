@@ -47,6 +47,7 @@ from slotbench.report.frames import load_videos, predict_segments
 
 DATASET = "shapes"
 MODELS = ("savi", "steve", "slotdiffusion")
+LABEL = {"savi": "SAVi", "steve": "STEVE", "slotdiffusion": "SlotDiffusion"}
 MEASURES = ("objects_apart", "objects_per_segment", "object_whole", "floor_share")
 RUNTIME = {"device": "cpu", "threads": None, "channels_last": "off", "compile": False}
 
@@ -152,7 +153,7 @@ def main() -> None:
                         help="another trained model.pt on shapes (repeatable)")
     parser.add_argument("--out", type=Path, default=root / "bench" / "results")
     args = parser.parse_args()
-    runs = {m: p for m in MODELS
+    runs = {f"{LABEL[m]} (learning benchmark)": p for m in MODELS
             for p in sorted((args.scratch / m / "results" / DATASET / m).glob("seed*/model.pt"))[:1]}
     runs.update(parse_runs(args.run))
     if not runs:
