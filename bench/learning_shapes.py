@@ -81,6 +81,7 @@ PROTOCOL = {"savi": "decoder alpha masks", "steve": "Slot Attention attention ma
             "slotdiffusion": "Slot Attention attention masks"}
 BASELINES = ("baseline_one_segment", "baseline_grid", "baseline_colour_kmeans")
 MASK_VIDEOS = 4  # test videos in masks.png
+CPU_RUNTIME = {"device": "cpu", "threads": None, "channels_last": "off", "compile": False}  # segmenting test videos
 TARGET_FG_ARI = 80.0
 
 
@@ -317,9 +318,7 @@ def plot_masks(scratch: Path, models: list[str], num_slots: int, path: Path) -> 
     for model in models:
         run = scratch / model / "results" / DATASET / model / f"seed{run_seed(scratch / model)}"
         state = checkpoint.load(run / "model.pt")
-        segs, _ = predict_segments(state, videos, chunk_len=gt.shape[1], runtime={"device": "cpu", "threads": None,
-                                                                                  "channels_last": "off",
-                                                                                  "compile": False})
+        segs, _ = predict_segments(state, videos, chunk_len=gt.shape[1], runtime=CPU_RUNTIME)
         preds.append(np.stack(segs))
     preds.append(colour_kmeans(frames, num_slots).numpy())
     num_ids = int(gt.max()) + 2 * num_slots + 1

@@ -38,18 +38,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from learning_shapes import CPU_RUNTIME, DATASET, LABEL, MODELS, RESULTS, SCRATCH, run_seed
 from machine import cpu_model
 
 from slotbench import checkpoint
-from slotbench.evaluation.baselines import colour_kmeans, grid, one_segment
+from slotbench.evaluation.baselines import BASELINES
 from slotbench.io import atomic_path
 from slotbench.report.frames import load_videos, predict_segments
 
-DATASET = "shapes"
-MODELS = ("savi", "steve", "slotdiffusion")
-LABEL = {"savi": "SAVi", "steve": "STEVE", "slotdiffusion": "SlotDiffusion"}
 MEASURES = ("objects_apart", "objects_per_segment", "object_whole", "floor_share")
-RUNTIME = {"device": "cpu", "threads": None, "channels_last": "off", "compile": False}
 
 
 def frame_anatomy(gt: np.ndarray, pred: np.ndarray) -> dict[str, float] | None:
@@ -104,7 +101,7 @@ def anatomy(gts: np.ndarray, preds: np.ndarray) -> dict[str, float]:
 def model_segments(path: Path, videos: list[dict]) -> tuple[np.ndarray, int]:
     """Segments ``[N, T, H, W]`` of the trained model at ``path`` and its number of slots."""
     segs, num_slots = predict_segments(checkpoint.load(path), videos, chunk_len=videos[0]["seg"].shape[0],
-                                       runtime=RUNTIME)
+                                       runtime=CPU_RUNTIME)
     return np.stack(segs), num_slots
 
 
@@ -144,18 +141,26 @@ def write_markdown(result: dict, path: Path) -> None:
         Path(tmp).write_text("\n".join(lines) + "\n")
 
 
+def benchmark_runs(scratch: Path) -> dict[str, Path]:
+    """The trained ``model.pt`` of every model of the learning benchmark's scratch folder."""
+    runs = {}
+    for m in MODELS:
+        if (scratch / m / "run_lengths.json").is_file():
+            path = scratch / m / "results" / DATASET / m / f"seed{run_seed(scratch / m)}" / "model.pt"
+            if path.is_file():
+                runs[f"{LABEL[m]} (learning benchmark)"] = path
+    return runs
+
+
 def main() -> None:
-    root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scratch", type=Path, default=root / "bench" / "scratch" / "learning_shapes",
+    parser.add_argument("--scratch", type=Path, default=SCRATCH,
                         help="the learning benchmark's scratch folder (its models are scored when trained)")
     parser.add_argument("--run", action="append", default=[], metavar="NAME=PATH",
                         help="another trained model.pt on shapes (repeatable)")
-    parser.add_argument("--out", type=Path, default=root / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    runs = {f"{LABEL[m]} (learning benchmark)": p for m in MODELS
-            for p in sorted((args.scratch / m / "results" / DATASET / m).glob("seed*/model.pt"))[:1]}
-    runs.update(parse_runs(args.run))
+    runs = {**benchmark_runs(args.scratch), **parse_runs(args.run)}
     if not runs:
         raise SystemExit(f"no trained model in {args.scratch} and no --run")
     data = next(p for p in [args.scratch / m / "data" / DATASET for m in MODELS] if p.is_dir())
@@ -167,10 +172,10 @@ def main() -> None:
         methods[name] = anatomy(gts, preds)
         print(name, methods[name], flush=True)
     frames = torch.from_numpy(np.stack([v["video"] for v in videos]))
-    for name, rule in (("baseline one segment", one_segment), ("baseline grid", grid),
-                       ("baseline colour k-means", colour_kmeans)):
-        methods[name] = anatomy(gts, rule(frames, num_slots).numpy())
-        print(name, methods[name], flush=True)
+    for name, rule in BASELINES.items():
+        label = f"baseline: {LABEL[f'baseline_{name}'].replace('K', str(num_slots))}"
+        methods[label] = anatomy(gts, rule(frames, num_slots).numpy())
+        print(label, methods[label], flush=True)
     multi = np.array([len(np.unique(f)) >= 3 for f in gts.reshape(-1, *gts.shape[-2:])])
     result = {
         "machine": {"cpu": cpu_model(), "torch": torch.__version__, "python": platform.python_version()},
