@@ -49,6 +49,11 @@ from slotbench.report.frames import load_videos, predict_segments
 MEASURES = ("objects_apart", "objects_per_segment", "object_whole", "floor_share")
 
 
+def objects_of(gt: np.ndarray) -> list[int]:
+    """The object ids visible in a ground-truth frame ``[H, W]`` (0, the floor, left out)."""
+    return [int(o) for o in np.unique(gt) if o != 0]
+
+
 def frame_anatomy(gt: np.ndarray, pred: np.ndarray) -> dict[str, float] | None:
     """The four measures of one frame, or ``None`` when it shows fewer than two objects.
 
@@ -58,7 +63,7 @@ def frame_anatomy(gt: np.ndarray, pred: np.ndarray) -> dict[str, float] | None:
 
     An object belongs to the segment holding most of its pixels (the lowest id on a tie).
     """
-    objects = [int(o) for o in np.unique(gt) if o != 0]
+    objects = objects_of(gt)
     if len(objects) < 2:
         return None
     owner, whole = {}, []
@@ -163,8 +168,10 @@ def main() -> None:
     runs = {**benchmark_runs(args.scratch), **parse_runs(args.run)}
     if not runs:
         raise SystemExit(f"no trained model in {args.scratch} and no --run")
-    data = next(p for p in [args.scratch / m / "data" / DATASET for m in MODELS] if p.is_dir())
-    videos = load_videos(data, "test", 10**9)
+    data = next((p for p in [args.scratch / m / "data" / DATASET for m in MODELS] if p.is_dir()), None)
+    if data is None:
+        raise SystemExit(f"no exported {DATASET} data under {args.scratch}/<model>/data: run bench/learning_shapes.py")
+    videos = load_videos(data, "test", None)
     gts = np.stack([v["seg"] for v in videos])
     methods, num_slots = {}, None
     for name, path in runs.items():
@@ -176,7 +183,7 @@ def main() -> None:
         label = f"baseline: {LABEL[f'baseline_{name}'].replace('K', str(num_slots))}"
         methods[label] = anatomy(gts, rule(frames, num_slots).numpy())
         print(label, methods[label], flush=True)
-    multi = np.array([len(np.unique(f)) >= 3 for f in gts.reshape(-1, *gts.shape[-2:])])
+    multi = np.array([len(objects_of(f)) >= 2 for f in gts.reshape(-1, *gts.shape[-2:])])
     result = {
         "machine": {"cpu": cpu_model(), "torch": torch.__version__, "python": platform.python_version()},
         "written": datetime.now(UTC).isoformat(timespec="seconds"),

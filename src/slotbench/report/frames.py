@@ -22,9 +22,9 @@ from ..data.dataset import VideoDataset, to_model_input
 from ..runtime import select_device
 
 
-def load_videos(data_root: str | Path, split: str, count: int) -> list[dict[str, np.ndarray]]:
-    """The first ``count`` videos of ``split``: ``video`` uint8 ``[T, H, W, 3]``, ``seg`` int64
-    ``[T, H, W]`` (ids compacted, background 0) and ``index``."""
+def load_videos(data_root: str | Path, split: str, count: int | None) -> list[dict[str, np.ndarray]]:
+    """The first ``count`` videos of ``split`` (``None``: every one): ``video`` uint8 ``[T, H, W, 3]``,
+    ``seg`` int64 ``[T, H, W]`` (ids compacted, background 0) and ``index``."""
     dataset = VideoDataset(data_root, split, count)
     return [{k: v.numpy() if torch.is_tensor(v) else v for k, v in dataset[i].items()} for i in range(len(dataset))]
 
