@@ -8,8 +8,8 @@ experiments of docs/object_discovery.md that used them.
   samplers still read the output as noise, so a model trained this way is for segmentation (its
   attention masks), not for reconstruction or generation.
 - ``--he-encoder-init``: the plain CNN encoder's convolutions start from He-normal weights (fan in,
-  ReLU gain) and zero biases instead of PyTorch's default, which shrinks the signal about sixfold per
-  layer: with the `shapes` profile's four layers the encoder's output varies over the pixels 20-30
+  ReLU gain) and zero biases instead of PyTorch's default, which divides the signal's variance by about
+  six per layer: with the `shapes` profile's four layers the encoder's output varies over the pixels 20-30
   times less than the position embedding added to it, so Slot Attention's keys start as positions
   (`bench/key_geometry.py`).
 
