@@ -30,8 +30,6 @@ writes ``key_geometry.json`` and ``key_geometry.md``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,16 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from explore_train import he_initialise
-from learning_shapes import DATASET, MODELS, RESULTS, SCRATCH
 from machine import cpu_model
-from segment_anatomy import benchmark_runs, parse_runs
+from segment_anatomy import run_parser, runs_and_test_videos, write_results
 
 from slotbench import checkpoint
 from slotbench.config import frame_size
 from slotbench.data.dataset import to_model_input
 from slotbench.io import atomic_path
 from slotbench.models import build_model, build_tokenizer, with_later_model_keys
-from slotbench.report.frames import load_videos
 
 PAIRS = ("same_object_far", "different_objects", "object_floor_adjacent", "floor_far", "floor_near")
 
@@ -159,21 +155,10 @@ def write_markdown(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scratch", type=Path, default=SCRATCH,
-                        help="the learning benchmark's scratch folder (its models are measured when trained)")
-    parser.add_argument("--run", action="append", default=[], metavar="NAME=PATH",
-                        help="another trained model.pt on shapes (repeatable)")
+    parser = run_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--frame-step", type=int, default=6, help="every n-th frame of each test video")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    runs = {**benchmark_runs(args.scratch), **parse_runs(args.run)}
-    if not runs:
-        raise SystemExit(f"no trained model in {args.scratch} and no --run")
-    data = next((p for p in [args.scratch / m / "data" / DATASET for m in MODELS] if p.is_dir()), None)
-    if data is None:
-        raise SystemExit(f"no exported {DATASET} data under {args.scratch}/<model>/data: run bench/learning_shapes.py")
-    videos = load_videos(data, "test", None)
+    runs, videos = runs_and_test_videos(args)
     trained = {}
     for name, path in runs.items():
         trained[name] = key_geometry(checkpoint.restore_model(checkpoint.load(path)).eval(), videos, args.frame_step)
@@ -192,11 +177,7 @@ def main() -> None:
         "init_config": next(iter(runs)),
         "init": init,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "key_geometry.json") as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
-    write_markdown(result, args.out / "key_geometry.md")
-    print(f"wrote {args.out / 'key_geometry.md'}")
+    write_results(result, args.out, "key_geometry", write_markdown)
 
 
 if __name__ == "__main__":

@@ -157,21 +157,41 @@ def benchmark_runs(scratch: Path) -> dict[str, Path]:
     return runs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a script that studies trained ``shapes`` models: ``--scratch``, ``--run``, ``--out``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--scratch", type=Path, default=SCRATCH,
-                        help="the learning benchmark's scratch folder (its models are scored when trained)")
+                        help="the learning benchmark's scratch folder (its models are used when trained)")
     parser.add_argument("--run", action="append", default=[], metavar="NAME=PATH",
                         help="another trained model.pt on shapes (repeatable)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    return parser
+
+
+def runs_and_test_videos(args: argparse.Namespace) -> tuple[dict[str, Path], list[dict]]:
+    """The models of :func:`run_parser`'s options (benchmark runs, then ``--run``) and every test video
+    of the benchmark's exported data; a clear error before any compute when either is missing."""
     runs = {**benchmark_runs(args.scratch), **parse_runs(args.run)}
     if not runs:
         raise SystemExit(f"no trained model in {args.scratch} and no --run")
     data = next((p for p in [args.scratch / m / "data" / DATASET for m in MODELS] if p.is_dir()), None)
     if data is None:
         raise SystemExit(f"no exported {DATASET} data under {args.scratch}/<model>/data: run bench/learning_shapes.py")
-    videos = load_videos(data, "test", None)
+    return runs, load_videos(data, "test", None)
+
+
+def write_results(result: dict, out: Path, stem: str, write_md) -> None:
+    """``out/stem.json`` and, by ``write_md(result, path)``, ``out/stem.md``, each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / f"{stem}.json") as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
+    write_md(result, out / f"{stem}.md")
+    print(f"wrote {out / f'{stem}.md'}")
+
+
+def main() -> None:
+    args = run_parser(__doc__.split("\n\n")[0]).parse_args()
+    runs, videos = runs_and_test_videos(args)
     gts = np.stack([v["seg"] for v in videos])
     methods, num_slots = {}, None
     for name, path in runs.items():
@@ -192,11 +212,7 @@ def main() -> None:
         "runs": {name: str(path) for name, path in runs.items()},
         "methods": methods,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "segment_anatomy.json") as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
-    write_markdown(result, args.out / "segment_anatomy.md")
-    print(f"wrote {args.out / 'segment_anatomy.md'}")
+    write_results(result, args.out, "segment_anatomy", write_markdown)
 
 
 if __name__ == "__main__":
