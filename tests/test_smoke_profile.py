@@ -4,6 +4,7 @@ on MOVi-D/E exports (TFDS form) and MOVi-Solid/Tex releases (folders of PNGs) at
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -47,8 +48,12 @@ def _release(base: Path, seed: int) -> None:
 @pytest.fixture(scope="module")
 def movi_project(tmp_path_factory) -> Path:
     """A project whose four MOVi params point at local stand-ins of the real sources."""
-    # the MOVi-D/E stand-ins are written by tensorflow-datasets, as the real ones (`SLOTBENCH_EXTRAS=movi`)
-    pytest.importorskip("tensorflow_datasets", reason="needs the movi extra: pip install 'slotbench[movi]'")
+    # the MOVi-D/E stand-ins are written by tensorflow-datasets, as the real ones (`SLOTBENCH_EXTRAS=movi`), in a
+    # subprocess: ask for the installed package, not the module (other tests put a stand-in in sys.modules)
+    try:
+        importlib.metadata.version("tensorflow-datasets")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("needs the movi extra: pip install 'slotbench[movi]'")
     root = tmp_path_factory.mktemp("smoke")
     (root / "project").mkdir()
     project = _project(root / "project")
