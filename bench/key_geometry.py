@@ -41,10 +41,8 @@ from machine import cpu_model
 from segment_anatomy import run_parser, runs_and_test_videos, write_results
 
 from slotbench import checkpoint
-from slotbench.config import frame_size
 from slotbench.data.dataset import to_model_input
 from slotbench.io import atomic_path
-from slotbench.models import build_model, build_tokenizer, with_later_model_keys
 
 PAIRS = ("same_object_far", "different_objects", "object_floor_adjacent", "floor_far", "floor_near")
 
@@ -97,9 +95,7 @@ def fresh_model(state: dict, he_encoder: bool = False, seed: int = 0) -> torch.n
     """The model of a ``model.pt``'s config as initialised before training (torch seed ``seed``), its
     encoder re-initialised He-normal when ``he_encoder``."""
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(state["tokenizer_config"]) if state.get("tokenizer_config") else None
-    cfg = state["config"]
-    model = build_model(with_later_model_keys(cfg["model"]), frame_size(cfg["dataset"]), tokenizer=tokenizer)
+    model = checkpoint.build_model_of(state)
     if he_encoder:
         he_initialise(model.trunk.encoder)
     return model.eval()

@@ -185,11 +185,16 @@ def load_trained(checkpoint_path: str | Path, data_root: str | Path, runtime_cfg
     return state, restore_model(state).to(device).eval(), device
 
 
-def restore_model(state: dict) -> nn.Module:
-    """Rebuild a trained slot model from its ``model.pt`` (tokenizer weights included); files
-    written before the newer model keys existed load too (:func:`with_later_model_keys`)."""
+def build_model_of(state: dict) -> nn.Module:
+    """The slot model a ``model.pt``'s configs describe, freshly initialised (its weights not loaded);
+    files written before the newer model keys existed build too (:func:`with_later_model_keys`)."""
     cfg = state["config"]
     tokenizer = build_tokenizer(state["tokenizer_config"]) if state.get("tokenizer_config") else None
-    model = build_model(with_later_model_keys(cfg["model"]), frame_size(cfg["dataset"]), tokenizer=tokenizer)
+    return build_model(with_later_model_keys(cfg["model"]), frame_size(cfg["dataset"]), tokenizer=tokenizer)
+
+
+def restore_model(state: dict) -> nn.Module:
+    """Rebuild a trained slot model from its ``model.pt`` (tokenizer weights included)."""
+    model = build_model_of(state)
     model.load_state_dict(state["model"])
     return model
